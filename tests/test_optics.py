@@ -44,13 +44,17 @@ def fwhm_of_profile(profile: np.ndarray, spacing: float) -> float:
     while profile[right] > half:
         right += 1
     x_left = left + (half - profile[left]) / (profile[left + 1] - profile[left])
-    x_right = right - 1 + (profile[right - 1] - half) / (profile[right - 1] - profile[right])
+    x_right = (
+        right - 1 + (profile[right - 1] - half) / (profile[right - 1] - profile[right])
+    )
     return float((x_right - x_left) * spacing)
 
 
 def theory_grid(pixel_um: float, oversample: int = 8, half_width_um: float = 1.5):
     step = pixel_um / oversample
-    axis = step * np.arange(-round(half_width_um / step), round(half_width_um / step) + 1)
+    axis = step * np.arange(
+        -round(half_width_um / step), round(half_width_um / step) + 1
+    )
     xx, yy = np.meshgrid(axis, axis)
     return step, np.hypot(xx, yy)
 
@@ -76,8 +80,8 @@ def confocal_theory_fwhm(na: float, pinhole_au: float) -> float:
 
 
 def render_bead(setup: OpticalSetup, size_px: int = 96) -> np.ndarray:
-    # the bead sits exactly on the centre pixel: size is odd-free, so centre at a corner;
-    # shift the bead by half a pixel to land on pixel (size/2, size/2)
+    # an even frame has its optical axis at a pixel corner: shift the bead by half
+    # a pixel so it lands exactly on pixel (size/2, size/2)
     half = setup.pixel_size_um / 2
     geometry = CameraGeometry(setup.pixel_size_um, (size_px, size_px))
     renderer = FieldRenderer(bead(half, half, 0.0), identity_mount(), setup, geometry)
@@ -98,8 +102,12 @@ FINE_PIXEL_UM = 0.025
 def test_widefield_bead_fwhm_matches_diffraction_theory() -> None:
     setup = OpticalSetup("widefield", 1.3, OIL, EMISSION_UM, FINE_PIXEL_UM)
     theory = widefield_theory_fwhm(1.3, FINE_PIXEL_UM)
-    assert 0.51 * EMISSION_UM / 1.3 == pytest.approx(theory, rel=0.05)  # the textbook rule
-    assert measured_fwhm(render_bead(setup), FINE_PIXEL_UM) == pytest.approx(theory, rel=0.10)
+    assert (
+        pytest.approx(theory, rel=0.05) == 0.51 * EMISSION_UM / 1.3
+    )  # the textbook rule
+    assert measured_fwhm(render_bead(setup), FINE_PIXEL_UM) == pytest.approx(
+        theory, rel=0.10
+    )
 
 
 def test_widefield_fwhm_scales_inversely_with_na() -> None:
@@ -117,10 +125,14 @@ def gaussian_fwhm(patch: np.ndarray, pixel_um: float) -> float:
     n = patch.shape[0]
     yy, xx = np.mgrid[:n, :n] - n // 2
 
-    def model(coords: tuple[np.ndarray, np.ndarray], amplitude: float, sigma: float) -> np.ndarray:
+    def model(
+        coords: tuple[np.ndarray, np.ndarray], amplitude: float, sigma: float
+    ) -> np.ndarray:
         return amplitude * np.exp(-(coords[0] ** 2 + coords[1] ** 2) / (2 * sigma**2))
 
-    (_, sigma), _ = curve_fit(model, (yy.ravel(), xx.ravel()), patch.ravel(), p0=(patch.max(), 1.0))
+    (_, sigma), _ = curve_fit(
+        model, (yy.ravel(), xx.ravel()), patch.ravel(), p0=(patch.max(), 1.0)
+    )
     return float(2 * np.sqrt(2 * np.log(2)) * abs(sigma) * pixel_um)
 
 
@@ -133,7 +145,9 @@ def test_bead_at_camera_pixel_matches_sampled_theory() -> None:
     step, r = theory_grid(pixel, oversample=oversample, half_width_um=4.0)
     theory = fftconvolve(airy(r, EMISSION_UM, 1.3), pixel_box(pixel, step), mode="same")
     centre = theory.shape[0] // 2
-    sampled = theory[centre % oversample :: oversample, centre % oversample :: oversample]
+    sampled = theory[
+        centre % oversample :: oversample, centre % oversample :: oversample
+    ]
     row, col = np.unravel_index(np.argmax(image), image.shape)
     srow, scol = np.unravel_index(np.argmax(sampled), sampled.shape)
     rendered = gaussian_fwhm(image[row - 3 : row + 4, col - 3 : col + 4], pixel)
@@ -145,21 +159,33 @@ def test_bead_at_camera_pixel_matches_sampled_theory() -> None:
 
 def test_confocal_bead_fwhm_matches_theory_and_beats_widefield() -> None:
     confocal = OpticalSetup(
-        "confocal", 1.4, OIL, EMISSION_UM, FINE_PIXEL_UM, excitation_wavelength_um=EXCITATION_UM, pinhole_au=1.0
+        "confocal",
+        1.4,
+        OIL,
+        EMISSION_UM,
+        FINE_PIXEL_UM,
+        excitation_wavelength_um=EXCITATION_UM,
+        pinhole_au=1.0,
     )
     widefield = OpticalSetup("widefield", 1.4, OIL, EMISSION_UM, FINE_PIXEL_UM)
     confocal_fwhm = measured_fwhm(render_bead(confocal), FINE_PIXEL_UM)
     widefield_fwhm = measured_fwhm(render_bead(widefield), FINE_PIXEL_UM)
     assert confocal_fwhm == pytest.approx(confocal_theory_fwhm(1.4, 1.0), rel=0.10)
     assert confocal_fwhm < widefield_fwhm
-    # at 1 AU the gain is modest (CONTEXT: about 1.1x), far from the 1.4x of a closed pinhole
+    # at 1 AU the gain is modest (about 1.1x), far from the 1.4x of a closed pinhole
     assert 1.03 < widefield_fwhm / confocal_fwhm < 1.4
 
 
 def test_closing_the_pinhole_narrows_the_confocal_psf() -> None:
     def fwhm(pinhole: float) -> float:
         setup = OpticalSetup(
-            "confocal", 1.4, OIL, EMISSION_UM, FINE_PIXEL_UM, excitation_wavelength_um=EXCITATION_UM, pinhole_au=pinhole
+            "confocal",
+            1.4,
+            OIL,
+            EMISSION_UM,
+            FINE_PIXEL_UM,
+            excitation_wavelength_um=EXCITATION_UM,
+            pinhole_au=pinhole,
         )
         return measured_fwhm(render_bead(setup), FINE_PIXEL_UM)
 
@@ -184,7 +210,13 @@ def test_thin_layer_widefield_has_no_optical_sectioning() -> None:
 
 def test_thin_layer_confocal_is_optically_sectioned() -> None:
     setup = OpticalSetup(
-        "confocal", 1.4, OIL, EMISSION_UM, 0.1, excitation_wavelength_um=EXCITATION_UM, pinhole_au=1.0
+        "confocal",
+        1.4,
+        OIL,
+        EMISSION_UM,
+        0.1,
+        excitation_wavelength_um=EXCITATION_UM,
+        pinhole_au=1.0,
     )
     signal = layer_signal(setup, DEFOCUS_UM)
     relative = signal / signal[0]
@@ -198,7 +230,10 @@ def test_focus_is_symmetric_and_peaks_at_the_bead() -> None:
     setup = OpticalSetup("widefield", 1.3, OIL, EMISSION_UM, 0.1625)
     geometry = CameraGeometry(setup.pixel_size_um, (32, 32))
     renderer = FieldRenderer(bead(0.0, 0.0, 2.0), identity_mount(), setup, geometry)
-    peaks = {dz: renderer.render((0.0, 0.0), 2.0 + dz).max() for dz in (-1.0, -0.5, 0.0, 0.5, 1.0)}
+    peaks = {
+        dz: renderer.render((0.0, 0.0), 2.0 + dz).max()
+        for dz in (-1.0, -0.5, 0.0, 0.5, 1.0)
+    }
     assert max(peaks, key=peaks.__getitem__) == 0.0
     assert peaks[-1.0] == pytest.approx(peaks[1.0], rel=0.02)
     assert peaks[-0.5] == pytest.approx(peaks[0.5], rel=0.02)

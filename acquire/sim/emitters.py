@@ -18,6 +18,7 @@ class Emitters:
         (N, 3): x, y and height h above the coverslip, in um.
     photons_per_ms : ndarray of float32
         (N,): expected detected photons per ms at nominal illumination.
+
     """
 
     xyz_um: NDArray[np.float32]

@@ -88,15 +88,24 @@ class Mount:
     def surface_height_um(self, q_xy_um: ArrayLike) -> NDArray[np.float64]:
         """Physical height of the coverslip's top surface at physical xy."""
         q = np.asarray(q_xy_um, dtype=np.float64)
-        return self.z_offset_um + q @ np.asarray(self.tilt_gradient)
+        height: NDArray[np.float64] = self.z_offset_um + q @ np.asarray(
+            self.tilt_gradient
+        )
+        return height
 
     def stage_to_physical(self, stage_xyz_um: ArrayLike) -> NDArray[np.float64]:
         """Physical position the optical axis/focal plane reaches, without noise."""
-        return np.asarray(stage_xyz_um, dtype=np.float64) * np.asarray(self.scale)
+        physical: NDArray[np.float64] = np.asarray(
+            stage_xyz_um, dtype=np.float64
+        ) * np.asarray(self.scale)
+        return physical
 
     def physical_to_stage(self, xyz_um: ArrayLike) -> NDArray[np.float64]:
         """Reported stage coordinates that put a physical point on axis and in focus."""
-        return np.asarray(xyz_um, dtype=np.float64) / np.asarray(self.scale)
+        stage: NDArray[np.float64] = np.asarray(xyz_um, dtype=np.float64) / np.asarray(
+            self.scale
+        )
+        return stage
 
     def sample_to_stage(self, xyh_um: ArrayLike) -> NDArray[np.float64]:
         """Stage coordinates (X, Y, Z) that centre and focus sample points."""
@@ -106,7 +115,9 @@ class Mount:
         """Sample point on axis and in focus at the given stage coordinates."""
         return self.physical_to_sample(self.stage_to_physical(stage_xyz_um))
 
-    def repeatability_error_um(self, key: tuple[object, ...], axis: str) -> NDArray[np.float64]:
+    def repeatability_error_um(
+        self, key: tuple[object, ...], axis: str
+    ) -> NDArray[np.float64]:
         """Deterministic landing error of one move, identified by ``key``.
 
         Parameters
@@ -121,6 +132,7 @@ class Mount:
         -------
         ndarray
             (2,) for "xy", (1,) for "z", in um.
+
         """
         digest = hashlib.blake2b(repr((axis, *key)).encode(), digest_size=8).digest()
         rng = np.random.default_rng(int.from_bytes(digest, "little"))
@@ -144,6 +156,7 @@ def draw_mount(seed: int, limits: MountLimits | None = None) -> Mount:
     -------
     Mount
         The mount.
+
     """
     lim = limits or MountLimits()
     rng = np.random.default_rng([seed, 0x6D6F756E74])
@@ -161,7 +174,8 @@ def draw_mount(seed: int, limits: MountLimits | None = None) -> Mount:
             float(tilt * np.sin(tilt_direction)),
         ),
         scale=tuple(  # type: ignore[arg-type]
-            float(1.0 + e) for e in rng.uniform(-lim.max_scale_error, lim.max_scale_error, 3)
+            float(1.0 + e)
+            for e in rng.uniform(-lim.max_scale_error, lim.max_scale_error, 3)
         ),
         xy_repeatability_um=lim.xy_repeatability_um,
         z_repeatability_um=lim.z_repeatability_um,

@@ -47,6 +47,7 @@ class Objective:
         Numerical aperture.
     immersion : str
         One of ``IMMERSION_INDEX``'s keys.
+
     """
 
     label: str
@@ -80,6 +81,7 @@ def parse_objective_label(label: str) -> Objective:
     ValueError
         If the label has no magnification/NA, or the NA is impossible for the
         immersion medium.
+
     """
     match = _MAG_NA.search(label)
     if match is None:

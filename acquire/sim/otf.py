@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from acquire.sim.psf import DZ_FINE_UM, OpticalSetup, psf_kernels
 
+
 @dataclass(frozen=True)
 class OTFBlock:
     """An OTF cropped to ``|row frequency| <= rows`` and ``column <= cols``.
@@ -36,7 +37,9 @@ class OTFBlock:
         return self.low.size == 0
 
 
-def _wrap_kernel(kernel: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float64]:
+def _wrap_kernel(
+    kernel: NDArray[np.float32], shape: tuple[int, int]
+) -> NDArray[np.float64]:
     """Place a centred kernel with its centre at index (0, 0), folding periodically."""
     ny, nx = shape
     size_y, size_x = kernel.shape
@@ -48,8 +51,14 @@ def _wrap_kernel(kernel: NDArray[np.float32], shape: tuple[int, int]) -> NDArray
 
 
 def _crop(otf: NDArray[np.float64], threshold: float) -> OTFBlock:
+    """Crop to where ``|otf| > threshold``, always keeping the zero frequency.
+
+    The zero frequency carries a layer's total flux; even when a far layer's
+    structure is negligible its haze is not, so it stays unless it is tiny.
+    """
     ny = otf.shape[0]
     above = np.abs(otf) > threshold
+    above[0, 0] = abs(otf[0, 0]) > threshold * 1e-3
     if not above.any():
         empty = np.zeros((0, 0), np.float32)
         return OTFBlock(0, -1, empty, empty)
@@ -57,9 +66,18 @@ def _crop(otf: NDArray[np.float64], threshold: float) -> OTFBlock:
     rows = int(row_freq[above.any(axis=1)].max())
     cols = int(np.flatnonzero(above.any(axis=0)).max())
     if 2 * rows + 1 >= ny:
-        return OTFBlock(ny, cols, otf[:, : cols + 1].astype(np.float32), np.zeros((0, 0), np.float32))
+        return OTFBlock(
+            ny,
+            cols,
+            otf[:, : cols + 1].astype(np.float32),
+            np.zeros((0, 0), np.float32),
+        )
     low = otf[: rows + 1, : cols + 1].astype(np.float32)
-    high = otf[ny - rows :, : cols + 1].astype(np.float32) if rows else np.zeros((0, cols + 1), np.float32)
+    high = (
+        otf[ny - rows :, : cols + 1].astype(np.float32)
+        if rows
+        else np.zeros((0, cols + 1), np.float32)
+    )
     return OTFBlock(rows, cols, low, high)
 
 
@@ -75,10 +93,15 @@ class DefocusOTF:
     threshold : float, optional
         Relative magnitude (to the in-focus zero frequency) below which an OTF
         value is dropped.
+
     """
 
     def __init__(
-        self, setup: OpticalSetup, grid_shape: tuple[int, int], *, threshold: float = 1e-3
+        self,
+        setup: OpticalSetup,
+        grid_shape: tuple[int, int],
+        *,
+        threshold: float = 5e-3,
     ) -> None:
         self.setup = setup
         self.grid_shape = grid_shape

@@ -58,6 +58,7 @@ class OpticalSetup:
         Laser line; confocal only.
     pinhole_au : float
         Pinhole diameter in Airy units (1 AU = 1.22 lambda_em / NA); confocal only.
+
     """
 
     modality: Modality
@@ -82,7 +83,7 @@ class OpticalSetup:
 
     @property
     def half_angle_tangent(self) -> float:
-        """tan of the objective's half aperture angle in the immersion medium."""
+        """Tan of the objective's half aperture angle in the immersion medium."""
         sin_a = self.numerical_aperture / self.immersion_index
         return float(sin_a / np.sqrt(1.0 - sin_a**2))
 
@@ -130,10 +131,15 @@ def _pinhole_disc(size: int, radius_px: float) -> NDArray[np.float64]:
     coords = np.arange(size) - centre
     fine = (coords[:, None] + offsets[None, :]).ravel()
     inside = (fine[:, None] ** 2 + fine[None, :] ** 2) <= radius_px**2
-    return inside.reshape(size, sub, size, sub).mean(axis=(1, 3))
+    coverage: NDArray[np.float64] = inside.reshape(size, sub, size, sub).mean(
+        axis=(1, 3)
+    )
+    return coverage
 
 
-def _convolve_same(image: NDArray[np.float64], kernel: NDArray[np.float64]) -> NDArray[np.float64]:
+def _convolve_same(
+    image: NDArray[np.float64], kernel: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Linear 'same'-size convolution through the FFT."""
     from scipy.signal import fftconvolve
 
@@ -164,19 +170,27 @@ def _compute_kernels(setup: OpticalSetup) -> list[NDArray[np.float32]]:
     params = _psfmodels_params(setup, oversample=1)
     in_focus_peak = None
     emitted_flux = None
-    pinhole_radius_px = (
-        setup.pinhole_au * 0.61 * setup.emission_wavelength_um
-    ) / (setup.numerical_aperture * setup.pixel_size_um)
+    pinhole_radius_px = (setup.pinhole_au * 0.61 * setup.emission_wavelength_um) / (
+        setup.numerical_aperture * setup.pixel_size_um
+    )
     for size in np.unique(sizes):
         idx = np.flatnonzero(sizes == size)
         zv = dz_values[idx].copy()
         excitation = psfmodels.vectorial_psf(
-            zv, nx=int(size), dxy=setup.pixel_size_um,
-            wvl=setup.excitation_wavelength_um, params=params, normalize=False,
+            zv,
+            nx=int(size),
+            dxy=setup.pixel_size_um,
+            wvl=setup.excitation_wavelength_um,
+            params=params,
+            normalize=False,
         )
         emission = psfmodels.vectorial_psf(
-            zv, nx=int(size), dxy=setup.pixel_size_um,
-            wvl=setup.emission_wavelength_um, params=params, normalize=False,
+            zv,
+            nx=int(size),
+            dxy=setup.pixel_size_um,
+            wvl=setup.emission_wavelength_um,
+            params=params,
+            normalize=False,
         )
         if in_focus_peak is None:
             # dz = 0 is in the smallest group, which comes first
@@ -211,7 +225,9 @@ def _cache_key(setup: OpticalSetup) -> str:
 
 
 @lru_cache(maxsize=8)
-def psf_kernels(setup: OpticalSetup) -> tuple[NDArray[np.float64], tuple[NDArray[np.float32], ...]]:
+def psf_kernels(
+    setup: OpticalSetup,
+) -> tuple[NDArray[np.float64], tuple[NDArray[np.float32], ...]]:
     """Tabulated 2-D PSF kernels for one optical setup.
 
     Kernels are cached in memory and on local disk (computing a table takes a
@@ -229,6 +245,7 @@ def psf_kernels(setup: OpticalSetup) -> tuple[NDArray[np.float64], tuple[NDArray
     kernels : tuple of ndarray
         One odd-sized, centred 2-D kernel (y, x) per defocus value, in
         detected fraction per pixel (see the module docstring).
+
     """
     dz_values = defocus_table_um()
     path = _cache_dir() / f"psf-{_cache_key(setup)}.npz"

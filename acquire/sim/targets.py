@@ -34,6 +34,7 @@ class PointCloud:
         (N, 3) sample coordinates x, y, h in um.
     photons_per_ms : array_like
         (N,) brightness of each point.
+
     """
 
     def __init__(self, xyz_um: ArrayLike, photons_per_ms: ArrayLike) -> None:
@@ -60,7 +61,10 @@ class PointCloud:
 
 
 def bead(
-    x_um: float = 0.0, y_um: float = 0.0, h_um: float = 0.05, photons_per_ms: float = 300.0
+    x_um: float = 0.0,
+    y_um: float = 0.0,
+    h_um: float = 0.05,
+    photons_per_ms: float = 300.0,
 ) -> PointCloud:
     """A single sub-resolution bead."""
     return PointCloud([[x_um, y_um, h_um]], [photons_per_ms])
@@ -79,6 +83,7 @@ def fluorescent_layer(
     -------
     PointCloud
         Points on a square lattice at height ``h_um``.
+
     """
     axis = np.arange(-half_width_um, half_width_um + 1e-9, spacing_um)
     xx, yy = np.meshgrid(axis, axis)

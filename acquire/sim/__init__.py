@@ -1,0 +1,1 @@
+"""Simulated hardware: specimen, optics and detector models for offline acquisition."""
