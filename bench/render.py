@@ -53,6 +53,7 @@ def time_stacks(
                 core, position + 1, height_um=0.0
             )
             core.setXYPosition(x, y)
+            core.waitForSystem()
             offsets = (np.arange(planes) - planes // 2) * step_um
             started = time.perf_counter()
             for i, dz in enumerate(offsets):

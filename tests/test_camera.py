@@ -208,3 +208,16 @@ def test_unattached_camera_explains_itself() -> None:
     camera = WidefieldCamera()
     with pytest.raises(SimulatorNotAttachedError, match="open_core"):
         camera.read_scope_state()
+
+
+def test_real_timing_honours_the_exposure(widefield: CMMCorePlus) -> None:
+    import time
+
+    core = widefield
+    set_camera(core, RealTiming="Yes")
+    core.setExposure(300)
+    core.snapImage()  # render once so only the exposure wait is timed below
+    started = time.perf_counter()
+    core.snapImage()
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    assert 300 <= elapsed_ms < 450

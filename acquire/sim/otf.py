@@ -81,6 +81,14 @@ def _crop(otf: NDArray[np.float64], threshold: float) -> OTFBlock:
     return OTFBlock(rows, cols, low, high)
 
 
+def _zero_frequency_only(block: OTFBlock) -> OTFBlock:
+    """The block reduced to its zero frequency: uniform haze of the same flux."""
+    empty = np.zeros((0, 0), np.float32)
+    if block.is_empty:
+        return block
+    return OTFBlock(0, 0, block.low[:1, :1].copy(), empty)
+
+
 class DefocusOTF:
     """Cropped OTFs of one optical setup on one render grid.
 
@@ -111,18 +119,19 @@ class DefocusOTF:
         reference = abs(otfs[0][0, 0])
         self.blocks = tuple(_crop(otf, threshold * reference) for otf in otfs)
         self.in_focus_dc = reference
+        self.haze = _zero_frequency_only(self.blocks[-1])
 
     def terms(self, dz_um: float) -> list[tuple[float, OTFBlock]]:
         """The weighted table entries whose sum is the OTF at defocus ``dz_um``.
 
         Exactly tabulated defocus values give one term; others interpolate
-        linearly between the two neighbours. Beyond the table the last entry is
-        used (by then a wide-field OTF is essentially its zero frequency).
+        linearly between the two neighbours. Beyond the table only the zero
+        frequency of the last entry remains: uniform haze of the right flux.
         """
         distance = abs(dz_um)
         table = self.dz_um
         if distance >= table[-1]:
-            return [(1.0, self.blocks[-1])]
+            return [(1.0, self.haze)]
         upper = int(np.searchsorted(table, distance - 1e-9))
         if abs(table[upper] - distance) < 1e-6 * DZ_FINE_UM:
             return [(1.0, self.blocks[upper])]

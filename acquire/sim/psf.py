@@ -3,7 +3,10 @@
 The renderer needs, for every defocus ``dz`` between a focal plane and a layer of
 the specimen, the 2-D intensity kernel that layer is blurred with. Kernels are
 tabulated at non-negative defocus values (the PSF of an index-matched oil
-objective is symmetric in ``dz``): every 0.05 um near focus, coarser far from it.
+objective is symmetric in ``dz``): every 0.05 um up to 8 um (so every layer of
+a specimen is one table look-up), then every 1 um to 20 um.
+Beyond that only a layer's total flux matters (its blur is wider than a field of
+view), which the renderer treats as uniform haze.
 
 Wide-field kernels are Aguet's vectorial PSF, integrated over the camera pixel,
 normalised so each plane sums to one (a point source's total flux does not
@@ -31,11 +34,12 @@ Modality = Literal["widefield", "confocal"]
 
 DZ_FINE_UM = 0.05
 """Table step near focus; focal planes are quantised to this step."""
-_FINE_LIMIT_UM = 2.0
-_MID_STEP_UM, _MID_LIMIT_UM = 0.25, 8.0
-_FAR_STEP_UM, _FAR_LIMIT_UM = 1.0, 40.0
+_FINE_LIMIT_UM = 8.0
+_FAR_STEP_UM, _FAR_LIMIT_UM = 1.0, 20.0
 _MAX_KERNEL_PX = 511
-_CACHE_VERSION = 1
+# a confocal kernel wider than this holds a negligible fraction of its flux
+_MAX_CONFOCAL_KERNEL_PX = 255
+_CACHE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -91,9 +95,8 @@ class OpticalSetup:
 def defocus_table_um() -> NDArray[np.float64]:
     """Non-negative defocus values (um) at which kernels are tabulated."""
     fine = np.arange(0.0, _FINE_LIMIT_UM + 1e-9, DZ_FINE_UM)
-    mid = np.arange(_FINE_LIMIT_UM + _MID_STEP_UM, _MID_LIMIT_UM + 1e-9, _MID_STEP_UM)
-    far = np.arange(_MID_LIMIT_UM + _FAR_STEP_UM, _FAR_LIMIT_UM + 1e-9, _FAR_STEP_UM)
-    return np.round(np.concatenate([fine, mid, far]), 6)
+    far = np.arange(_FINE_LIMIT_UM + _FAR_STEP_UM, _FAR_LIMIT_UM + 1e-9, _FAR_STEP_UM)
+    return np.round(np.concatenate([fine, far]), 6)
 
 
 def _kernel_size_px(setup: OpticalSetup, dz_um: float) -> int:
@@ -102,11 +105,13 @@ def _kernel_size_px(setup: OpticalSetup, dz_um: float) -> int:
     radius_um += 6.0 * setup.emission_wavelength_um / setup.numerical_aperture
     half = int(np.ceil(radius_um / setup.pixel_size_um))
     size = 2 * half + 1
+    widefield = setup.modality == "widefield"
+    largest = _MAX_KERNEL_PX if widefield else _MAX_CONFOCAL_KERNEL_PX
     # few distinct sizes: psfmodels computes a whole group in one call
     for bucket in (31, 63, 127, 255, _MAX_KERNEL_PX):
         if size <= bucket:
-            return bucket
-    return _MAX_KERNEL_PX
+            return min(bucket, largest)
+    return largest
 
 
 def _psfmodels_params(setup: OpticalSetup, oversample: int) -> dict[str, float]:
