@@ -221,3 +221,19 @@ def test_real_timing_honours_the_exposure(widefield: CMMCorePlus) -> None:
     core.snapImage()
     elapsed_ms = (time.perf_counter() - started) * 1000
     assert 300 <= elapsed_ms < 450
+
+
+def test_exposure_from_a_config_line_and_its_limits(tmp_path: Path) -> None:
+    text = WIDEFIELD.read_text()
+    config = tmp_path / "with_exposure.cfg"
+    config.write_text(text + "\n#py Property,Camera,Exposure,75\n")
+    core = open_core(config)
+    try:
+        assert core.getExposure() == pytest.approx(75.0)
+        camera = core.getCameraDevice()
+        assert core.hasPropertyLimits(camera, "Exposure")
+        assert core.getPropertyUpperLimit(camera, "Exposure") == pytest.approx(60000.0)
+        with pytest.raises(ValueError, match="exposure must lie in"):
+            core.setExposure(1e9)
+    finally:
+        close_core(core)

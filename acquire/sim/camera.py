@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 CONFOCAL_SCAN_FIELD_UM = 12800.0
 """Side of the square scan field in the intermediate image (LSM 710-like)."""
 _RENDERER_CACHE_SIZE = 4
+MAX_EXPOSURE_RANGE_MS = (0.0, 60000.0)
+"""Exposure (frame time for the confocal) accepted by the simulated cameras."""
 
 
 class SimulatorNotAttachedError(RuntimeError):
@@ -69,6 +71,7 @@ class SpecimenCamera(SimpleCameraDevice):
     def __init__(self) -> None:
         super().__init__()
         self._exposure_ms = self.DEFAULT_EXPOSURE_MS
+        self.set_property_limits("Exposure", MAX_EXPOSURE_RANGE_MS)
         self._core_ref: weakref.ReferenceType[CMMCorePlus] | None = None
         self._renderers: OrderedDict[tuple[Any, ...], FieldRenderer] = OrderedDict()
         self._visits: Counter[tuple[Any, ...]] = Counter()
@@ -142,11 +145,15 @@ class SpecimenCamera(SimpleCameraDevice):
         """Exposure time in ms."""
         return self._exposure_ms
 
-    def set_exposure(self, exposure: float) -> None:
-        """Set the exposure time in ms."""
-        if exposure <= 0:
-            raise ValueError(f"exposure must be > 0 ms, got {exposure}")
-        self._exposure_ms = float(exposure)
+    def set_exposure(self, exposure: float | str) -> None:
+        """Set the exposure time in ms (a config file passes it as text)."""
+        exposure_ms = float(exposure)
+        low, high = MAX_EXPOSURE_RANGE_MS
+        if not low < exposure_ms <= high:
+            raise ValueError(
+                f"exposure must lie in ({low}, {high}] ms, got {exposure_ms}"
+            )
+        self._exposure_ms = exposure_ms
 
     def sensor_shape(self) -> tuple[int, int]:
         """(rows, cols) of the sensor."""

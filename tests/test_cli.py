@@ -1,0 +1,240 @@
+"""The ``pairscope`` command, run as a real subprocess (exit codes included)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from acquire import __version__
+
+CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+WIDEFIELD = CONFIGS / "demo_widefield.cfg"
+CONFOCAL = CONFIGS / "demo_confocal.cfg"
+ZEISS = CONFIGS / "zeiss_axioobserver_orca_TEMPLATE.cfg"
+OME = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
+OBJECTIVE_63X = "Plan-Apochromat 63x/1.43 Oil"
+
+
+def pairscope(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m acquire.cli ARGS`` and return the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "acquire.cli", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """Exit code 2, one error line on stderr, no traceback."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("pairscope: error: ")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_version_through_the_entry_point(tmp_path: Path) -> None:
+    script = shutil.which("pairscope", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the pairscope console script is not installed")
+    result = subprocess.run(
+        [script, "--version"], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"pairscope {__version__}"
+
+
+def test_version(tmp_path: Path) -> None:
+    result = pairscope("--version", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pairscope {__version__}"
+
+
+@pytest.mark.parametrize(
+    ("cfg", "expected"),
+    [
+        (
+            WIDEFIELD,
+            {"Plan-Apochromat 40x/1.3 Oil": "0.1625", OBJECTIVE_63X: "0.103175"},
+        ),
+        (CONFOCAL, {"Plan-Apochromat 40x/1.4 Oil": "0.1"}),
+    ],
+    ids=["widefield", "confocal"],
+)
+def test_info_lists_objectives_and_pixel_sizes(
+    tmp_path: Path, cfg: Path, expected: dict[str, str]
+) -> None:
+    result = pairscope("info", "--config", cfg, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "acquire.sim.camera" in result.stdout
+    objectives = result.stdout.split("Objectives (Objective)")[1]
+    for label, size in expected.items():
+        row = next(line for line in objectives.splitlines() if label in line)
+        assert f" {size} " in row, row
+    for role in ("Camera", "Shutter", "ZStage", "XYStage"):
+        assert role in result.stdout
+
+
+def test_snap_writes_ome_tiff_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "snap.ome.tif"
+    args: list[str | Path] = ["snap", "--config", WIDEFIELD, "--out", out]
+    result = pairscope(
+        *args,
+        "--objective",
+        OBJECTIVE_63X,
+        "--exposure-ms",
+        "20",
+        "--xy",
+        "100",
+        "-50",
+        "--z",
+        "3",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert out.is_file()
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temp files left
+
+    with tifffile.TiffFile(out) as tif:
+        assert tif.is_ome
+        image = tif.asarray()
+        root = ET.fromstring(tif.ome_metadata or "")
+    assert image.shape == (512, 512)
+    assert image.dtype == np.uint16
+    assert image.max() > image.min()
+    pixels = root.find("ome:Image/ome:Pixels", OME)
+    assert pixels is not None
+    assert float(pixels.get("PhysicalSizeX", "nan")) == pytest.approx(6.5 / 63)
+    assert float(pixels.get("PhysicalSizeY", "nan")) == pytest.approx(6.5 / 63)
+    assert pixels.get("PhysicalSizeXUnit") == "\u00b5m"
+    plane = pixels.find("ome:Plane", OME)
+    assert plane is not None
+    assert float(plane.get("PositionX", "nan")) == pytest.approx(100.0, abs=0.1)
+    assert float(plane.get("PositionY", "nan")) == pytest.approx(-50.0, abs=0.1)
+    assert float(plane.get("PositionZ", "nan")) == pytest.approx(3.0, abs=0.1)
+    assert float(plane.get("ExposureTime", "nan")) == pytest.approx(20.0)
+    objective = root.find("ome:Instrument/ome:Objective", OME)
+    assert objective is not None
+    assert objective.get("Model") == OBJECTIVE_63X
+    assert float(objective.get("LensNA", "nan")) == pytest.approx(1.43)
+    detector = root.find("ome:Instrument/ome:Detector", OME)
+    assert detector is not None
+    assert detector.get("Model") == "Camera"
+
+    before = out.read_bytes()
+    again = pairscope(*args, cwd=tmp_path)
+    assert_user_error(again, "already exists", "--overwrite")
+    assert out.read_bytes() == before
+
+
+def test_broken_config_names_file_and_line(tmp_path: Path) -> None:
+    lines = WIDEFIELD.read_text(encoding="utf-8").splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("Device,ZStage"))
+    lines[at] = "Device,ZStage,DemoCamera"
+    broken = tmp_path / "broken.cfg"
+    broken.write_text("\n".join(lines), encoding="utf-8")
+    result = pairscope("info", "--config", broken, cwd=tmp_path)
+    assert_user_error(result, f"{broken}:{at + 1}:", "Device,<label>")
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["info", "--config", "missing.cfg"], ["missing.cfg", "not found"]),
+        (["info", "--config", ZEISS], ["ZeissCAN29", "not found", ".cfg:"]),
+        (
+            ["snap", "--config", WIDEFIELD, "--out", "image.tif"],
+            [".ome.tif", "--out"],
+        ),
+        (
+            ["snap", "--config", WIDEFIELD, "--out", "no/such/dir/x.ome.tif"],
+            ["does not exist"],
+        ),
+        (
+            [
+                "snap",
+                "--config",
+                WIDEFIELD,
+                "--out",
+                "x.ome.tif",
+                "--exposure-ms",
+                "-1",
+            ],
+            ["--exposure-ms", "positive"],
+        ),
+        (
+            ["snap", "--config", WIDEFIELD, "--out", "x.ome.tif", "--objective", "99x"],
+            ["--objective", "99x", OBJECTIVE_63X],
+        ),
+        (["demo", "--out", "full"], ["already holds data"]),
+        (["demo", "--out", "a_file.txt"], ["is a file"]),
+        (["demo", "--out", "fresh", "--seed", "-4"], ["--seed"]),
+    ],
+    ids=[
+        "missing-config",
+        "adapter-not-found",
+        "bad-extension",
+        "missing-folder",
+        "bad-exposure",
+        "unknown-objective",
+        "demo-folder-not-empty",
+        "demo-out-is-file",
+        "bad-seed",
+    ],
+)
+def test_user_errors_exit_2_with_one_message(
+    tmp_path: Path, args: list[str | Path], needles: list[str]
+) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old_data.ome.tif").write_bytes(b"x")
+    (tmp_path / "a_file.txt").write_text("x")
+    result = pairscope(*args, cwd=tmp_path)
+    assert_user_error(result, *needles)
+    assert not (tmp_path / "x.ome.tif").exists()
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_unparsable_option_exits_2_without_traceback(tmp_path: Path) -> None:
+    result = pairscope(
+        "snap", "--config", WIDEFIELD, "--out", "x.ome.tif", "--exposure-ms", "abc",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "--exposure-ms" in result.stderr
+
+
+@pytest.mark.slow
+def test_quick_demo_runs_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    result = pairscope("demo", "--out", out, "--quick", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "confocal_cell00.ome.tif",
+        "ground_truth.json",
+        "widefield_cell00.ome.tif",
+    ]
+    for name, size_um in (("widefield", 0.1625), ("confocal", 0.1)):
+        with tifffile.TiffFile(out / f"{name}_cell00.ome.tif") as tif:
+            assert tif.series[0].shape == (11, 512, 512)
+            pixels = ET.fromstring(tif.ome_metadata or "").find(
+                "ome:Image/ome:Pixels", OME
+            )
+        assert pixels is not None
+        assert float(pixels.get("PhysicalSizeX", "nan")) == pytest.approx(size_um)
+        assert float(pixels.get("PhysicalSizeZ", "nan")) == pytest.approx(0.5)
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no partial folder
