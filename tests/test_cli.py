@@ -238,3 +238,33 @@ def test_quick_demo_runs_end_to_end(tmp_path: Path) -> None:
         assert float(pixels.get("PhysicalSizeX", "nan")) == pytest.approx(size_um)
         assert float(pixels.get("PhysicalSizeZ", "nan")) == pytest.approx(0.5)
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no partial folder
+
+
+def test_snap_refuses_an_absurd_exposure_before_opening_the_scope(
+    tmp_path: Path,
+) -> None:
+    result = pairscope(
+        "snap", "--config", WIDEFIELD, "--out", "x.ome.tif", "--exposure-ms", "1e9",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_user_error(result, "--exposure-ms", "0 < exposure <= 60000 ms")
+    assert "camera" not in result.stderr  # refused by the CLI, not by the device
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_snap_checks_the_cameras_own_exposure_limits(tmp_path: Path) -> None:
+    # DemoCamera's DCam publishes Exposure limits of 0 to 10000 ms.
+    text = WIDEFIELD.read_text(encoding="utf-8").replace(
+        "#py pyDevice,Camera,acquire.sim.camera,WidefieldCamera",
+        "Device,Camera,DemoCamera,DCam",
+    )
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#py Property,Camera")]
+    assert "Device,Camera,DemoCamera,DCam" in lines
+    cfg = tmp_path / "dcam.cfg"
+    cfg.write_text("\n".join(lines), encoding="utf-8")
+    result = pairscope(
+        "snap", "--config", cfg, "--out", "x.ome.tif", "--exposure-ms", "20000",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert_user_error(result, "--exposure-ms", "'Camera'", "0 < exposure <= 10000 ms")
+    assert not (tmp_path / "x.ome.tif").exists()
