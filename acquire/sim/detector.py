@@ -35,9 +35,10 @@ the slow generic NumPy samplers while staying deterministic for a given
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cache
-from typing import Final, Protocol, overload
+from typing import Final, NamedTuple, Protocol, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -294,10 +295,14 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
-def _check_non_negative(name: str, value: float) -> None:
+def _check_at_least(name: str, value: float, minimum: float) -> None:
     _check_finite(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum:g}, got {value!r}")
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    _check_at_least(name, value, 0)
 
 
 def _check_quantum_efficiency(value: float) -> None:
@@ -392,8 +397,194 @@ def _to_adu(
 # --- detectors ---------------------------------------------------------------------
 
 
+class _Response(NamedTuple):
+    """Coefficients of a detector's mean output and photon-transfer curve."""
+
+    adu_per_electron: float
+    """Mean output per (photo-)electron, in ADU."""
+    dark_e_per_ms: float
+    """Dark electrons (or counts) per millisecond of exposure."""
+    variance_slope: float
+    """Output variance per ADU of mean signal above the offset."""
+    noise_var_adu2: float
+    """Signal-independent output variance, before the ADU rounding."""
+
+
+class _LinearDetector(ABC):
+    """What both detector models share: a linear mean and an integer ADC output.
+
+    The mean output is ``offset + gain * (QE * photons + dark * exposure_ms)``
+    ADU and its variance ``slope * (mean - offset) + noise_var + 1/12`` ADU^2
+    (the photon-transfer curve, 1/12 for the rounding to integer ADU).
+    Subclasses are frozen dataclasses holding the parameters; they supply
+    these coefficients (:meth:`_response`), their own parameter checks and the
+    noisy signal itself.
+    """
+
+    quantum_efficiency: float
+    offset_adu: float
+    bit_depth: int
+
+    def __post_init__(self) -> None:
+        _check_quantum_efficiency(self.quantum_efficiency)
+        self._check_parameters()
+        _check_bit_depth(self.bit_depth)
+        _check_offset(self.offset_adu, self.bit_depth)
+
+    @abstractmethod
+    def _check_parameters(self) -> None:
+        """Validate the detector's own parameters, raising ValueError."""
+
+    @abstractmethod
+    def _response(self) -> _Response:
+        """The gain, dark signal and photon-transfer coefficients."""
+
+    @abstractmethod
+    def _signal_adu(
+        self,
+        mean_e: NDArray[np.float32],
+        lowest_e: float,
+        highest_e: float,
+        rng: np.random.Generator,
+    ) -> NDArray[np.float32]:
+        """Noisy signal in ADU above the offset for 1-D mean electrons.
+
+        ``mean_e`` is a fresh array that may be overwritten; ``lowest_e`` and
+        ``highest_e`` are its extremes.
+        """
+
+    @property
+    def _ceiling_adu(self) -> int:
+        """Largest value the detector outputs."""
+        return self.max_adu
+
+    @property
+    def max_adu(self) -> int:
+        """Largest value the ADC can return, ``2**bit_depth - 1``."""
+        return (1 << self.bit_depth) - 1
+
+    def expose(
+        self,
+        photons: NDArray[np.floating],
+        rng: np.random.Generator,
+        *,
+        exposure_ms: float,
+    ) -> NDArray[np.uint16]:
+        """Simulate one frame of the detector.
+
+        Parameters
+        ----------
+        photons : numpy.ndarray
+            Expected detected photons per pixel for this frame (exposure time
+            or pixel dwell already included), any shape, finite and
+            non-negative.
+        rng : numpy.random.Generator
+            Source of randomness; the result is a deterministic function of
+            its state.
+        exposure_ms : float
+            Exposure time (camera) or pixel dwell (PMT) in milliseconds; only
+            scales the dark signal.
+
+        Returns
+        -------
+        numpy.ndarray
+            uint16 image in ADU with the shape of ``photons``.
+
+        Raises
+        ------
+        ValueError
+            If ``photons`` has negative or non-finite values, or ``exposure_ms``
+            is negative or not finite.
+
+        """
+        mean, lowest, highest = _mean_electrons(
+            photons,
+            self.quantum_efficiency,
+            self._response().dark_e_per_ms,
+            exposure_ms,
+        )
+        signal = self._signal_adu(mean.reshape(-1), lowest, highest, rng)
+        return _to_adu(signal, self.offset_adu, self._ceiling_adu).reshape(mean.shape)
+
+    @overload
+    def expected_mean_adu(self, photons: float, *, exposure_ms: float) -> float: ...
+    @overload
+    def expected_mean_adu(
+        self, photons: NDArray[np.floating], *, exposure_ms: float
+    ) -> NDArray[np.float64]: ...
+    def expected_mean_adu(
+        self, photons: NDArray[np.floating] | float, *, exposure_ms: float
+    ) -> NDArray[np.float64] | float:
+        """Noise-free mean output (before saturation and ADC clipping).
+
+        Parameters
+        ----------
+        photons : numpy.ndarray or float
+            Expected detected photons per pixel.
+        exposure_ms : float
+            Exposure time or pixel dwell in milliseconds (scales the dark
+            signal).
+
+        Returns
+        -------
+        numpy.ndarray or float
+            ``offset + gain * (QE * photons + dark * exposure_ms)`` in ADU; a
+            float for a float input.
+
+        """
+        response = self._response()
+        electrons = (
+            self.quantum_efficiency * np.asarray(photons, dtype=np.float64)
+            + response.dark_e_per_ms * exposure_ms
+        )
+        mean = self.offset_adu + response.adu_per_electron * electrons
+        if isinstance(photons, np.ndarray):
+            return mean
+        return float(mean)
+
+    @overload
+    def expected_variance_adu2(self, mean_adu: float) -> float: ...
+    @overload
+    def expected_variance_adu2(
+        self, mean_adu: NDArray[np.floating]
+    ) -> NDArray[np.float64]: ...
+    def expected_variance_adu2(
+        self, mean_adu: NDArray[np.floating] | float
+    ) -> NDArray[np.float64] | float:
+        """Photon-transfer model: output variance for a given mean output.
+
+        ``var = slope * (mean - offset) + noise_var + 1/12`` with the
+        detector's slope and signal-independent noise (see the class notes);
+        ``mean - offset`` is clamped at zero. Valid below saturation and away
+        from ADC clipping.
+
+        Parameters
+        ----------
+        mean_adu : numpy.ndarray or float
+            Mean output in ADU.
+
+        Returns
+        -------
+        numpy.ndarray or float
+            Variance in ADU^2; a float for a float input.
+
+        """
+        signal = np.maximum(
+            np.asarray(mean_adu, dtype=np.float64) - self.offset_adu, 0.0
+        )
+        response = self._response()
+        var = (
+            response.variance_slope * signal
+            + response.noise_var_adu2
+            + _QUANTISATION_VAR_ADU2
+        )
+        if isinstance(mean_adu, np.ndarray):
+            return var
+        return float(var)
+
+
 @dataclass(frozen=True)
-class SCMOSDetector:
+class SCMOSDetector(_LinearDetector):
     """Scientific CMOS camera (Hamamatsu ORCA-Flash4.0 V3-like defaults).
 
     Parameters
@@ -428,6 +619,11 @@ class SCMOSDetector:
     of a saturated pixel is not modelled: saturated pixels read
     ``round(gain * full_well_e + offset)`` (or the ADC maximum if lower).
 
+    The photon-transfer model (:meth:`expected_variance_adu2`) is
+    ``var = gain * (mean - offset) + (read_noise_e * gain)**2 + 1/12``: the
+    shot noise of ``(mean - offset) / gain`` electrons, the read noise and the
+    rounding to integer ADU.
+
     """
 
     quantum_efficiency: float = 0.7
@@ -438,19 +634,23 @@ class SCMOSDetector:
     dark_current_e_per_ms: float = 6e-5
     bit_depth: int = 16
 
-    def __post_init__(self) -> None:
-        _check_quantum_efficiency(self.quantum_efficiency)
+    def _check_parameters(self) -> None:
         _check_non_negative("read_noise_e", self.read_noise_e)
         _check_positive("gain_adu_per_e", self.gain_adu_per_e)
         _check_positive("full_well_e", self.full_well_e)
         _check_non_negative("dark_current_e_per_ms", self.dark_current_e_per_ms)
-        _check_bit_depth(self.bit_depth)
-        _check_offset(self.offset_adu, self.bit_depth)
+
+    def _response(self) -> _Response:
+        return _Response(
+            adu_per_electron=self.gain_adu_per_e,
+            dark_e_per_ms=self.dark_current_e_per_ms,
+            variance_slope=self.gain_adu_per_e,
+            noise_var_adu2=(self.read_noise_e * self.gain_adu_per_e) ** 2,
+        )
 
     @property
-    def max_adu(self) -> int:
-        """Largest value the ADC can return, ``2**bit_depth - 1``."""
-        return (1 << self.bit_depth) - 1
+    def _ceiling_adu(self) -> int:
+        return self.saturation_adu
 
     @property
     def saturation_adu(self) -> int:
@@ -460,140 +660,40 @@ class SCMOSDetector:
         )
         return min(self.max_adu, full_well_adu)
 
-    def expose(
+    def _signal_adu(
         self,
-        photons: NDArray[np.floating],
+        mean_e: NDArray[np.float32],
+        lowest_e: float,
+        highest_e: float,
         rng: np.random.Generator,
-        *,
-        exposure_ms: float,
-    ) -> NDArray[np.uint16]:
-        """Simulate one read-out of the camera.
-
-        Parameters
-        ----------
-        photons : numpy.ndarray
-            Expected detected photons per pixel for this frame (exposure time
-            already included), any shape, finite and non-negative.
-        rng : numpy.random.Generator
-            Source of randomness; the result is a deterministic function of
-            its state.
-        exposure_ms : float
-            Exposure time in milliseconds; only scales the dark current.
-
-        Returns
-        -------
-        numpy.ndarray
-            uint16 image in ADU with the shape of ``photons``.
-
-        Raises
-        ------
-        ValueError
-            If ``photons`` has negative or non-finite values, or ``exposure_ms``
-            is negative or not finite.
-
-        """
-        mean, lowest, highest = _mean_electrons(
-            photons, self.quantum_efficiency, self.dark_current_e_per_ms, exposure_ms
-        )
-        shape = mean.shape
-        flat = mean.reshape(-1)
-        signal = _standard_normal_f32(rng, flat.size)  # becomes electrons, then ADU
+    ) -> NDArray[np.float32]:
+        # Reused in place: the read noise, then the electrons, then the ADU.
+        signal = _standard_normal_f32(rng, mean_e.size)
         read_var = np.float32(self.read_noise_e**2)
-        if highest < _POISSON_TABLE_MAX_E:  # exact Poisson everywhere
+        if highest_e < _POISSON_TABLE_MAX_E:  # exact Poisson everywhere
             signal *= np.float32(self.read_noise_e)
-            signal += _poisson_small(flat, rng)
-        elif lowest >= _POISSON_TABLE_MAX_E:  # Gaussian everywhere
-            std = flat + read_var
+            signal += _poisson_small(mean_e, rng)
+        elif lowest_e >= _POISSON_TABLE_MAX_E:  # Gaussian everywhere
+            std = mean_e + read_var
             np.sqrt(std, out=std)
             signal *= std
-            signal += flat
+            signal += mean_e
         else:
-            gaussian = flat >= _POISSON_TABLE_MAX_E
+            gaussian = mean_e >= _POISSON_TABLE_MAX_E
             # std = sqrt(lam + read_var) on Gaussian pixels, read noise elsewhere.
-            std = np.multiply(flat, gaussian)
+            std = np.multiply(mean_e, gaussian)
             std += read_var
             np.sqrt(std, out=std)
             signal *= std
             exact = np.flatnonzero(~gaussian)
-            flat[exact] = _poisson_small(flat[exact], rng)
-            signal += flat
+            mean_e[exact] = _poisson_small(mean_e[exact], rng)
+            signal += mean_e
         signal *= np.float32(self.gain_adu_per_e)
-        ceiling = self.saturation_adu
-        return _to_adu(signal, self.offset_adu, ceiling).reshape(shape)
-
-    @overload
-    def expected_mean_adu(self, photons: float, *, exposure_ms: float) -> float: ...
-    @overload
-    def expected_mean_adu(
-        self, photons: NDArray[np.floating], *, exposure_ms: float
-    ) -> NDArray[np.float64]: ...
-    def expected_mean_adu(
-        self, photons: NDArray[np.floating] | float, *, exposure_ms: float
-    ) -> NDArray[np.float64] | float:
-        """Noise-free mean output (before saturation and ADC clipping).
-
-        Parameters
-        ----------
-        photons : numpy.ndarray or float
-            Expected detected photons per pixel.
-        exposure_ms : float
-            Exposure time in milliseconds (scales the dark current).
-
-        Returns
-        -------
-        numpy.ndarray or float
-            ``offset + gain * (QE * photons + dark * exposure_ms)`` in ADU; a
-            float for a float input.
-
-        """
-        electrons = (
-            self.quantum_efficiency * np.asarray(photons, dtype=np.float64)
-            + self.dark_current_e_per_ms * exposure_ms
-        )
-        mean = self.offset_adu + self.gain_adu_per_e * electrons
-        if isinstance(photons, np.ndarray):
-            return mean
-        return float(mean)
-
-    @overload
-    def expected_variance_adu2(self, mean_adu: float) -> float: ...
-    @overload
-    def expected_variance_adu2(
-        self, mean_adu: NDArray[np.floating]
-    ) -> NDArray[np.float64]: ...
-    def expected_variance_adu2(
-        self, mean_adu: NDArray[np.floating] | float
-    ) -> NDArray[np.float64] | float:
-        """Photon-transfer model: output variance for a given mean output.
-
-        ``var = gain * (mean - offset) + (read_noise_e * gain)**2 + 1/12``, the
-        shot noise of ``(mean - offset) / gain`` electrons, the read noise and
-        the rounding to integer ADU. ``mean - offset`` is clamped at zero.
-        Valid below saturation.
-
-        Parameters
-        ----------
-        mean_adu : numpy.ndarray or float
-            Mean output in ADU.
-
-        Returns
-        -------
-        numpy.ndarray or float
-            Variance in ADU^2; a float for a float input.
-
-        """
-        signal = np.maximum(
-            np.asarray(mean_adu, dtype=np.float64) - self.offset_adu, 0.0
-        )
-        read_var = (self.read_noise_e * self.gain_adu_per_e) ** 2
-        var = self.gain_adu_per_e * signal + read_var + _QUANTISATION_VAR_ADU2
-        if isinstance(mean_adu, np.ndarray):
-            return var
-        return float(var)
+        return signal
 
 
 @dataclass(frozen=True)
-class PMTDetector:
+class PMTDetector(_LinearDetector):
     """Confocal photomultiplier tube (Zeiss LSM 710 multi-alkali PMT-like defaults).
 
     Parameters
@@ -620,15 +720,18 @@ class PMTDetector:
 
     Notes
     -----
-    Per pixel, with ``lam = QE * photons + dark_counts_per_ms * exposure_ms``::
+    Per pixel, with ``lam = QE * photons + dark_counts_per_ms * exposure_ms``
+    (``exposure_ms`` being the pixel dwell)::
 
         n ~ Poisson(lam)
         s ~ Gamma(shape=n / (F**2 - 1), scale=gain * (F**2 - 1))  (s = 0 if n = 0)
         adu = clip(round(s + offset + Normal(0, electronic_noise**2)), 0, 2**bits - 1)
 
     so that ``mean = offset + gain * lam`` and
-    ``var = F**2 * gain * (mean - offset) + electronic_noise**2 + 1/12``.
-    ``F == 1`` gives a noiseless gain, ``s = gain * n``.
+    ``var = F**2 * gain * (mean - offset) + electronic_noise**2 + 1/12``
+    (Poisson photo-electrons with multiplication noise, electronic noise and
+    rounding to integer ADU). ``F == 1`` gives a noiseless gain,
+    ``s = gain * n``.
 
     """
 
@@ -640,63 +743,29 @@ class PMTDetector:
     electronic_noise_adu: float = 1.0
     bit_depth: int = 16
 
-    def __post_init__(self) -> None:
-        _check_quantum_efficiency(self.quantum_efficiency)
+    def _check_parameters(self) -> None:
         _check_positive("gain_adu_per_photoelectron", self.gain_adu_per_photoelectron)
-        _check_finite("excess_noise_factor", self.excess_noise_factor)
-        if self.excess_noise_factor < 1.0:
-            raise ValueError(
-                f"excess_noise_factor must be >= 1, got {self.excess_noise_factor!r}"
-            )
+        _check_at_least("excess_noise_factor", self.excess_noise_factor, 1)
         _check_non_negative("dark_counts_per_ms", self.dark_counts_per_ms)
         _check_non_negative("electronic_noise_adu", self.electronic_noise_adu)
-        _check_bit_depth(self.bit_depth)
-        _check_offset(self.offset_adu, self.bit_depth)
 
-    @property
-    def max_adu(self) -> int:
-        """Largest value the ADC can return, ``2**bit_depth - 1``."""
-        return (1 << self.bit_depth) - 1
-
-    def expose(
-        self,
-        photons: NDArray[np.floating],
-        rng: np.random.Generator,
-        *,
-        exposure_ms: float,
-    ) -> NDArray[np.uint16]:
-        """Simulate one frame of the PMT channel.
-
-        Parameters
-        ----------
-        photons : numpy.ndarray
-            Expected detected photons per pixel (pixel dwell already included),
-            any shape, finite and non-negative.
-        rng : numpy.random.Generator
-            Source of randomness; the result is a deterministic function of
-            its state.
-        exposure_ms : float
-            Integration time per pixel (pixel dwell) in milliseconds; only
-            scales the dark counts.
-
-        Returns
-        -------
-        numpy.ndarray
-            uint16 image in ADU with the shape of ``photons``.
-
-        Raises
-        ------
-        ValueError
-            If ``photons`` has negative or non-finite values, or ``exposure_ms``
-            is negative or not finite.
-
-        """
-        mean, _, _ = _mean_electrons(
-            photons, self.quantum_efficiency, self.dark_counts_per_ms, exposure_ms
+    def _response(self) -> _Response:
+        return _Response(
+            adu_per_electron=self.gain_adu_per_photoelectron,
+            dark_e_per_ms=self.dark_counts_per_ms,
+            variance_slope=self.excess_noise_factor**2
+            * self.gain_adu_per_photoelectron,
+            noise_var_adu2=self.electronic_noise_adu**2,
         )
-        shape = mean.shape
-        flat = mean.reshape(-1)
-        counts = _poisson_f32(flat, rng)
+
+    def _signal_adu(
+        self,
+        mean_e: NDArray[np.float32],
+        lowest_e: float,
+        highest_e: float,
+        rng: np.random.Generator,
+    ) -> NDArray[np.float32]:
+        counts = _poisson_f32(mean_e, rng)
         gain = self.gain_adu_per_photoelectron
         excess_var = self.excess_noise_factor**2 - 1.0
         if excess_var == 0.0:
@@ -708,80 +777,7 @@ class PMTDetector:
                 shape_param = counts[lit] / np.float32(excess_var)
                 gamma = rng.standard_gamma(shape_param, dtype=np.float32)
                 multiplied[lit] = gamma * np.float32(gain * excess_var)
-        signal = _standard_normal_f32(rng, flat.size)
+        signal = _standard_normal_f32(rng, mean_e.size)
         signal *= np.float32(self.electronic_noise_adu)
         signal += multiplied
-        return _to_adu(signal, self.offset_adu, self.max_adu).reshape(shape)
-
-    @overload
-    def expected_mean_adu(self, photons: float, *, exposure_ms: float) -> float: ...
-    @overload
-    def expected_mean_adu(
-        self, photons: NDArray[np.floating], *, exposure_ms: float
-    ) -> NDArray[np.float64]: ...
-    def expected_mean_adu(
-        self, photons: NDArray[np.floating] | float, *, exposure_ms: float
-    ) -> NDArray[np.float64] | float:
-        """Noise-free mean output (before ADC clipping).
-
-        Parameters
-        ----------
-        photons : numpy.ndarray or float
-            Expected detected photons per pixel.
-        exposure_ms : float
-            Pixel dwell in milliseconds (scales the dark counts).
-
-        Returns
-        -------
-        numpy.ndarray or float
-            ``offset + gain * (QE * photons + dark * exposure_ms)`` in ADU; a
-            float for a float input.
-
-        """
-        photoelectrons = (
-            self.quantum_efficiency * np.asarray(photons, dtype=np.float64)
-            + self.dark_counts_per_ms * exposure_ms
-        )
-        mean = self.offset_adu + self.gain_adu_per_photoelectron * photoelectrons
-        if isinstance(photons, np.ndarray):
-            return mean
-        return float(mean)
-
-    @overload
-    def expected_variance_adu2(self, mean_adu: float) -> float: ...
-    @overload
-    def expected_variance_adu2(
-        self, mean_adu: NDArray[np.floating]
-    ) -> NDArray[np.float64]: ...
-    def expected_variance_adu2(
-        self, mean_adu: NDArray[np.floating] | float
-    ) -> NDArray[np.float64] | float:
-        """Photon-transfer model of the PMT output.
-
-        ``var = F**2 * gain * (mean - offset) + electronic_noise**2 + 1/12``:
-        Poisson photo-electrons with multiplication noise, electronic noise
-        and rounding to integer ADU. ``mean - offset`` is clamped at zero.
-        Valid away from ADC clipping.
-
-        Parameters
-        ----------
-        mean_adu : numpy.ndarray or float
-            Mean output in ADU.
-
-        Returns
-        -------
-        numpy.ndarray or float
-            Variance in ADU^2; a float for a float input.
-
-        """
-        signal = np.maximum(
-            np.asarray(mean_adu, dtype=np.float64) - self.offset_adu, 0.0
-        )
-        var = (
-            self.excess_noise_factor**2 * self.gain_adu_per_photoelectron * signal
-            + self.electronic_noise_adu**2
-            + _QUANTISATION_VAR_ADU2
-        )
-        if isinstance(mean_adu, np.ndarray):
-            return var
-        return float(var)
+        return signal
