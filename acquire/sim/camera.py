@@ -31,6 +31,7 @@ from numpy.typing import DTypeLike, NDArray
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice
 
 from acquire.sim.detector import PMTDetector, SCMOSDetector
+from acquire.sim.faults import FaultInjector, register_fault_properties
 from acquire.sim.mount import Mount, MountLimits, draw_mount
 from acquire.sim.objective import Objective, parse_objective_label
 from acquire.sim.psf import DZ_FINE_UM, Modality, OpticalSetup
@@ -81,6 +82,8 @@ class SpecimenCamera(SimpleCameraDevice):
         self._z_error = 0.0
         self._register_common_properties()
         self._register_detector_properties()
+        self.faults = FaultInjector()
+        register_fault_properties(self, self.faults, unit="Frame")
 
     # -- properties ---------------------------------------------------------
 
@@ -174,6 +177,8 @@ class SpecimenCamera(SimpleCameraDevice):
 
     def snap(self, buffer: NDArray[Any]) -> Mapping[str, Any]:
         """Render the specimen at the current scope state into ``buffer``."""
+        # an injected fault raises before the buffer or any state is touched
+        self.faults.check(f"camera {self.get_label()!r} snap")
         started = time.perf_counter()
         state = self.read_scope_state()
         axis_xy, focus_z = self._physical_position(state)
