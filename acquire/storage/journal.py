@@ -1,0 +1,129 @@
+"""The append-only journal of committed stacks (``journal.jsonl``).
+
+One JSON object per line, one line per committed stack, each line flushed and
+fsync'd before the commit returns. The journal is the source of truth of what
+a dataset holds: a stack folder without a line is not committed.
+
+A crash in the middle of an append leaves a torn last line. Reading ignores
+lines that are not complete entries, and the next append first ends a torn
+line with a newline, so the journal stays readable line by line forever.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REQUIRED_KEYS", "Journal", "JournalContents"]
+
+#: Keys (and their types) that make a line a complete journal entry.
+REQUIRED_KEYS: dict[str, type] = {
+    "stack": str,
+    "path": str,
+    "planes": int,
+    "committed_at": str,
+    "sha256": str,
+}
+
+
+@dataclass(frozen=True)
+class JournalContents:
+    """What a journal holds.
+
+    Attributes
+    ----------
+    entries : tuple[dict[str, Any], ...]
+        Complete entries, in the order they were appended.
+    skipped_lines : int
+        Lines that are not complete entries (torn by a crash mid-append).
+
+    """
+
+    entries: tuple[dict[str, Any], ...]
+    skipped_lines: int
+
+    @property
+    def stacks(self) -> frozenset[str]:
+        """Names of the committed stacks."""
+        return frozenset(entry["stack"] for entry in self.entries)
+
+
+class Journal:
+    """Reads and appends one ``journal.jsonl`` file.
+
+    Parameters
+    ----------
+    path : Path
+        The journal file (created by the first append if missing).
+
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> JournalContents:
+        """Read every complete entry; ignore torn or foreign lines.
+
+        Returns
+        -------
+        JournalContents
+            The entries and how many lines were skipped.
+
+        """
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return JournalContents(entries=(), skipped_lines=0)
+        entries: list[dict[str, Any]] = []
+        skipped = 0
+        for line in raw.split(b"\n"):
+            if not line.strip():
+                continue
+            entry = _parse(line)
+            if entry is None:
+                skipped += 1
+            else:
+                entries.append(entry)
+        return JournalContents(entries=tuple(entries), skipped_lines=skipped)
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        """Append one entry as one line, flushed and fsync'd before returning.
+
+        If the file ends in a torn line (no final newline), a newline is
+        written first so the new entry starts on a line of its own.
+
+        Parameters
+        ----------
+        entry : Mapping[str, Any]
+            Plain JSON values including every key of `REQUIRED_KEYS`.
+
+        """
+        line = json.dumps(dict(entry), separators=(",", ":"), allow_nan=False)
+        with self.path.open("ab+") as handle:
+            handle.seek(0, os.SEEK_END)
+            prefix = b""
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    prefix = b"\n"
+            handle.write(prefix + line.encode("utf-8") + b"\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """Return the entry on one line, or None if it is not a complete entry."""
+    try:
+        value = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    for key, kind in REQUIRED_KEYS.items():
+        if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
+            return None
+    return value
