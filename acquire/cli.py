@@ -1,4 +1,4 @@
-"""The ``pairscope`` command line: inspect a scope, snap an image, run the demo.
+"""The ``pairscope`` command line: inspect, snap, acquire, run the demo.
 
 User errors (a broken configuration, a bad path, an existing output, a bad
 option value) print one message to stderr and exit with code 2; unexpected
@@ -23,6 +23,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from acquire._version import __version__
+from acquire.acquisition import AcquisitionRequest
+from acquire.cli_acquire import acquire_main
 from acquire.config_check import ConfigError
 from acquire.demo import (
     GROUND_TRUTH_FILE,
@@ -31,10 +33,12 @@ from acquire.demo import (
     check_seed,
     run_demo,
 )
+from acquire.engine import RetryPolicy
 from acquire.errors import UserError
 from acquire.hardware import ScopeDescription, describe_scope, scope
 from acquire.ome_tiff import write_ome_tiff
 from acquire.paths import check_adapter_paths, check_output_file, check_output_folder
+from acquire.sequence import SequenceError, SequenceLimits
 from acquire.snapshot import take_snapshot
 
 __all__ = ["MAX_EXPOSURE_MS", "UserError", "app", "main"]
@@ -64,7 +68,7 @@ def _handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (ConfigError, UserError) as exc:
+        except (ConfigError, UserError, SequenceError) as exc:
             raise _fail(str(exc), 2) from None
         except KeyboardInterrupt:
             raise _fail("interrupted", 130) from None
@@ -325,6 +329,76 @@ def demo(
             progress=_progress_bars(progress),
         )
     _print_demo_summary(rows, folder / GROUND_TRUTH_FILE)
+
+
+# -- acquire ------------------------------------------------------------------
+
+
+@app.command("acquire")
+@_handle_errors
+def acquire_command(
+    sequence: Annotated[
+        Path,
+        typer.Argument(help="useq-schema MDA sequence (YAML or JSON)."),
+    ],
+    config: ConfigOption,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Dataset folder (new, or --resume).")
+    ],
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue after the last committed stack."),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Validate and show the plan; move nothing."),
+    ] = False,
+    max_frames: Annotated[
+        int, typer.Option("--max-frames", help="Refuse plans with more frames.")
+    ] = SequenceLimits.max_frames,
+    max_gb: Annotated[
+        float, typer.Option("--max-gb", help="Refuse plans larger than this.")
+    ] = SequenceLimits.max_bytes / 1e9,
+    max_hours: Annotated[
+        float, typer.Option("--max-hours", help="Refuse plans longer than this.")
+    ] = SequenceLimits.max_duration_s / 3600,
+    retries: Annotated[
+        int,
+        typer.Option("--retries", help="Attempts per snap or stage move (>= 1)."),
+    ] = RetryPolicy.max_attempts,
+    retry_backoff_ms: Annotated[
+        float,
+        typer.Option("--retry-backoff-ms", help="Wait before the first retry."),
+    ] = RetryPolicy.backoff_ms,
+) -> None:
+    """Run a useq MDA sequence into a crash-safe OME-Zarr dataset.
+
+    Every completed z-stack is committed atomically and journaled; after a
+    crash or a device fault, run the same command with --resume.
+    """
+    for name, value in (("--max-gb", max_gb), ("--max-hours", max_hours)):
+        _check_finite(name, value, positive=True)
+    if max_frames < 1:
+        raise UserError(f"--max-frames {max_frames} is not valid", "Give at least 1.")
+    try:
+        policy = RetryPolicy(max_attempts=retries, backoff_ms=retry_backoff_ms)
+    except ValueError as exc:
+        raise UserError(f"retry options are not valid: {exc}", "") from None
+    request = AcquisitionRequest(
+        sequence_path=sequence,
+        config_path=config,
+        out=out,
+        resume=resume,
+        limits=SequenceLimits(
+            max_frames=max_frames,
+            max_bytes=int(max_gb * 1e9),
+            max_duration_s=max_hours * 3600,
+        ),
+        retry_policy=policy,
+    )
+    code = acquire_main(request, dry=dry_run, console=console, err_console=err_console)
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:

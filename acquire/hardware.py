@@ -26,6 +26,8 @@ from acquire.config_check import (
     default_adapter_paths,
     validate_config,
 )
+from acquire.config_errors import ProblemLog
+from acquire.config_file_rules import check_roles
 from acquire.sim.objective import parse_objective_label
 
 if TYPE_CHECKING:
@@ -108,7 +110,9 @@ def open_core(
 
     paths = [Path(p) for p in adapter_paths] if adapter_paths is not None else None
     search = paths if paths is not None else default_adapter_paths()
-    cfg = validate_config(path, adapter_paths=search)
+    # roles are checked on the loaded core: Micro-Manager assigns a sole camera,
+    # shutter, focus drive or XY stage to its role even when the file does not
+    cfg = validate_config(path, adapter_paths=search, require_roles=False)
     core = UniMMCore()
     try:
         core.setDeviceAdapterSearchPaths([str(p) for p in search])
@@ -116,11 +120,25 @@ def open_core(
             core.loadSystemConfiguration(str(cfg.path))
         except Exception as exc:
             raise _load_error(exc, cfg) from exc
+        _check_roles(core, cfg.path)
         _attach_simulators(core)
     except BaseException:
         close_core(core)
         raise
     return core
+
+
+def _check_roles(core: CMMCorePlus, path: Path) -> None:
+    """Refuse a loaded configuration without a camera, shutter, focus or XY stage."""
+    assigned: dict[str, str] = {
+        "Camera": str(core.getCameraDevice()),
+        "Shutter": str(core.getShutterDevice()),
+        "Focus": str(core.getFocusDevice()),
+        "XYStage": str(core.getXYStageDevice()),
+    }
+    problems = ProblemLog(path)
+    check_roles(ParsedConfig(path=path, roles=assigned), problems)
+    problems.raise_first()
 
 
 def _attach_simulators(core: UniMMCore) -> list[str]:

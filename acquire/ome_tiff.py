@@ -130,7 +130,7 @@ def ome_xml(image: OmeImage, name: str) -> str:
             attrs["Immersion"] = _IMMERSION_OME.get(obj.immersion.lower(), "Other")
         _sub(instrument, "Objective", **attrs)
     img = _sub(root, "Image", ID="Image:0", Name=name)
-    date = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    date = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     _sub(img, "AcquisitionDate").text = date.isoformat()
     _sub(img, "InstrumentRef", ID="Instrument:0")
     if obj is not None:

@@ -56,7 +56,7 @@ def plane_metadata(c: int, z: int) -> dict[str, Any]:
         "stage_x_um": np.float64(100.5),
         "stage_y_um": -20.25,
         "stage_z_um": 1000.0 + 0.5 * z,
-        "timestamp": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        "timestamp": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
         "exposure_ms": np.float32(12.5),
         "objective": "Plan-Apochromat 40x/1.3 Oil",
         "channel": ("DAPI", "FITC")[c],

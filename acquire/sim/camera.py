@@ -18,6 +18,7 @@ from ``MountSeed``); the controller never reads it: tests and benchmarks use
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 import weakref
 from abc import abstractmethod
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 CONFOCAL_SCAN_FIELD_UM = 12800.0
 """Side of the square scan field in the intermediate image (LSM 710-like)."""
 _RENDERER_CACHE_SIZE = 4
+_RENDERERS: OrderedDict[tuple[Any, ...], FieldRenderer] = OrderedDict()
+_RENDERERS_LOCK = threading.Lock()
 MAX_EXPOSURE_RANGE_MS = (0.0, 60000.0)
 """Exposure (frame time for the confocal) accepted by the simulated cameras."""
 
@@ -74,7 +77,6 @@ class SpecimenCamera(SimpleCameraDevice):
         self._exposure_ms = self.DEFAULT_EXPOSURE_MS
         self.set_property_limits("Exposure", MAX_EXPOSURE_RANGE_MS)
         self._core_ref: weakref.ReferenceType[CMMCorePlus] | None = None
-        self._renderers: OrderedDict[tuple[Any, ...], FieldRenderer] = OrderedDict()
         self._visits: Counter[tuple[Any, ...]] = Counter()
         self._last_xy: tuple[float, float] | None = None
         self._last_z: tuple[float, float, float] | None = None
@@ -275,15 +277,18 @@ class SpecimenCamera(SimpleCameraDevice):
         geometry = self.geometry(objective)
         mount = self.mount()
         specimen = self.specimen()
+        # shared by every camera of the process: reopening a config (or a second
+        # core on the same scope) reuses the OTF tables and the current field
         key = (setup, geometry, mount, id(specimen))
-        renderer = self._renderers.get(key)
-        if renderer is None:
-            renderer = FieldRenderer(specimen, mount, setup, geometry)
-            self._renderers[key] = renderer
-            if len(self._renderers) > _RENDERER_CACHE_SIZE:
-                self._renderers.popitem(last=False)
-        else:
-            self._renderers.move_to_end(key)
+        with _RENDERERS_LOCK:
+            renderer = _RENDERERS.get(key)
+            if renderer is None:
+                renderer = FieldRenderer(specimen, mount, setup, geometry)
+                _RENDERERS[key] = renderer
+                if len(_RENDERERS) > _RENDERER_CACHE_SIZE:
+                    _RENDERERS.popitem(last=False)
+            else:
+                _RENDERERS.move_to_end(key)
         return renderer
 
     def _physical_position(

@@ -18,7 +18,7 @@ __all__ = ["json_safe", "utc_now_iso"]
 
 def utc_now_iso() -> str:
     """Return the current UTC time as ISO 8601 text with milliseconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def json_safe(value: Any, *, where: str) -> Any:

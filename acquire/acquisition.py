@@ -1,0 +1,166 @@
+"""``pairscope acquire``: from a sequence file and a config to a committed dataset.
+
+This module wires the pieces together: strict sequence validation, stage soft
+limits, the plan's caps, the dataset's identity (so ``--resume`` never mixes two
+different acquisitions), illumination, and the controller.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from acquire._version import __version__
+from acquire.controller import AcquisitionController, AcquisitionResult
+from acquire.engine import RetryPolicy
+from acquire.hardware import scope
+from acquire.sequence import (
+    AcquisitionPlan,
+    SequenceLimits,
+    load_sequence,
+    plan_acquisition,
+)
+from acquire.stage_limits import read_stage_limits
+from acquire.storage import Dataset
+
+if TYPE_CHECKING:
+    import useq
+    from pymmcore_plus import CMMCorePlus
+
+    from acquire.consumers import StackQueue
+
+
+@dataclass(frozen=True)
+class AcquisitionRequest:
+    """Everything the user asked for on the command line."""
+
+    sequence_path: Path
+    config_path: Path
+    out: Path
+    resume: bool = False
+    limits: SequenceLimits = field(default_factory=SequenceLimits)
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+
+
+def sequence_sha256(sequence: useq.MDASequence) -> str:
+    """Hash of the validated sequence (canonical JSON), for dataset identity."""
+    text = json.dumps(sequence.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Hash of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def scope_identity(core: CMMCorePlus, config_path: Path) -> dict[str, Any]:
+    """What identifies the microscope: config, camera and loaded devices."""
+    devices = {
+        str(label): f"{core.getDeviceLibrary(label)}/{core.getDeviceName(label)}"
+        for label in core.getLoadedDevices()
+        if label != "Core"
+    }
+    return {
+        "name": config_path.stem,
+        "host": platform.node(),
+        "camera": core.getCameraDevice(),
+        "devices": devices,
+    }
+
+
+def build_plan(core: CMMCorePlus, request: AcquisitionRequest) -> AcquisitionPlan:
+    """Validate the sequence against this scope and the caps."""
+    sequence = load_sequence(request.sequence_path)
+    return plan_acquisition(
+        sequence,
+        frame_shape=(int(core.getImageHeight()), int(core.getImageWidth())),
+        bytes_per_pixel=int(core.getBytesPerPixel()),
+        default_exposure_ms=float(core.getExposure()),
+        pixel_size_um=float(core.getPixelSizeUm()) or None,
+        limits=request.limits,
+        stage_limits=read_stage_limits(request.config_path),
+    )
+
+
+def open_dataset(
+    core: CMMCorePlus, request: AcquisitionRequest, plan: AcquisitionPlan
+) -> Dataset:
+    """Create the dataset, or reopen it for ``--resume`` if it is the same one."""
+    identity = {
+        "sequence_sha256": sequence_sha256(plan.sequence),
+        "config_sha256": file_sha256(request.config_path),
+    }
+    if request.resume:
+        return Dataset.resume(request.out, identity=identity)
+    manifest = {
+        **identity,
+        "sequence": plan.sequence.model_dump(mode="json"),
+        "config_path": str(request.config_path.resolve()),
+        "software": {"name": "pairscope", "version": __version__},
+        "scope": scope_identity(core, request.config_path),
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(),
+        "planned": {
+            "frames": plan.n_frames,
+            "stacks": len(plan.stacks),
+            "bytes": plan.total_bytes,
+            "estimated_duration_s": plan.estimated_duration_s,
+        },
+    }
+    return Dataset.create(request.out, manifest)
+
+
+def dry_run(request: AcquisitionRequest) -> AcquisitionPlan:
+    """Validate and plan without moving anything or writing a byte."""
+    with scope(request.config_path) as core:
+        return build_plan(core, request)
+
+
+def run_acquisition(
+    request: AcquisitionRequest,
+    *,
+    consumers: Sequence[StackQueue] = (),
+    connect: Any = None,
+) -> AcquisitionResult:
+    """Run (or resume) an acquisition.
+
+    Parameters
+    ----------
+    request : AcquisitionRequest
+        Sequence, config, output and policies.
+    consumers : sequence of StackQueue, optional
+        Live processing of committed stacks.
+    connect : callable, optional
+        Called with the controller before it runs, to connect progress
+        displays to ``controller.events``.
+
+    Returns
+    -------
+    AcquisitionResult
+        How the run ended.
+
+    """
+    with scope(request.config_path) as core:
+        plan = build_plan(core, request)
+        dataset = open_dataset(core, request, plan)
+        controller = AcquisitionController(
+            core,
+            plan,
+            dataset,
+            scope_name=request.config_path.stem,
+            retry_policy=request.retry_policy,
+            consumers=consumers,
+        )
+        if connect is not None:
+            connect(controller)
+        auto_shutter = core.getAutoShutter()
+        core.setAutoShutter(False)  # the engine opens the shutter per exposure
+        try:
+            return controller.run()
+        finally:
+            core.setAutoShutter(auto_shutter)

@@ -1,0 +1,263 @@
+"""Read acquisition sequences (YAML or JSON) strictly, with file and line.
+
+A sequence file is a useq-schema `useq.MDASequence` written as YAML (or JSON).
+useq-schema itself is lenient: it ignores keys it does not know, so a
+misspelled ``z_plan`` silently drops the z stack, and it accepts a z step of 0
+or below. `load_sequence` and `parse_sequence` reject those and every other
+problem with one `SequenceError` that names the file, the line, what is wrong
+and how to fix it. The checks live in `acquire.sequence_keys` (unknown keys)
+and `acquire.sequence_rules` (values useq accepts but no acquisition can mean).
+
+The sequences read here remember where they came from (`sequence_source`), so
+later errors (a position outside the stage limits found while planning) can
+point at the line of the file too. The planning API (`plan_acquisition`,
+`describe_plan` and their types) is re-exported here from
+`acquire.sequence_plan` and `acquire.sequence_table`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import useq
+import yaml
+from pydantic import ValidationError
+
+from acquire.sequence_keys import unknown_key_problem
+from acquire.sequence_plan import (
+    AcquisitionPlan,
+    SequenceLimits,
+    StackKey,
+    plan_acquisition,
+    stack_key,
+)
+from acquire.sequence_problems import KeyPath, format_key_path, validation_problem
+from acquire.sequence_rules import semantic_problems
+from acquire.sequence_source import (
+    SequenceError,
+    SequenceSource,
+    key_of,
+    remember_source,
+    sequence_source,
+)
+from acquire.sequence_table import describe_plan
+
+__all__ = [
+    "AcquisitionPlan",
+    "SequenceError",
+    "SequenceLimits",
+    "SequenceSource",
+    "StackKey",
+    "describe_plan",
+    "load_sequence",
+    "parse_sequence",
+    "plan_acquisition",
+    "sequence_source",
+    "stack_key",
+]
+
+_JSON_SUFFIXES = frozenset({".json"})
+
+
+def load_sequence(path: Path | str) -> useq.MDASequence:
+    """Read and strictly check a sequence file (YAML, or JSON for ``.json``).
+
+    Parameters
+    ----------
+    path : Path or str
+        The sequence file.
+
+    Returns
+    -------
+    useq.MDASequence
+        The validated sequence.
+
+    Raises
+    ------
+    SequenceError
+        When the file is missing or unreadable, is not valid YAML/JSON, or the
+        sequence has an unknown key, an invalid value or a value no acquisition
+        can mean (such as a z step of 0).
+
+    """
+    file = Path(path).expanduser()
+    if not file.exists():
+        raise SequenceError(
+            "The sequence file does not exist",
+            "Check the path and the file name (sequences are .yaml or .json files).",
+            path=file,
+        )
+    if file.is_dir():
+        raise SequenceError(
+            "This is a folder, not a sequence file",
+            "Give the .yaml or .json file inside it.",
+            path=file,
+        )
+    try:
+        text = file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SequenceError(
+            "The sequence file is not a text file",
+            "Give a YAML or JSON file saved as UTF-8 text.",
+            path=file,
+        ) from None
+    except OSError as exc:
+        raise SequenceError(
+            f"The sequence file cannot be read ({exc.strerror or exc})",
+            "Check the file's permissions.",
+            path=file,
+        ) from None
+    if file.suffix.lower() in _JSON_SUFFIXES:
+        return _build(_read_json(text, file), _source(text, file, str(file)))
+    return _parse_yaml(text, file, str(file))
+
+
+def parse_sequence(text: str, *, source: str = "<string>") -> useq.MDASequence:
+    """Strictly check a sequence given as YAML text (JSON text is YAML too).
+
+    Parameters
+    ----------
+    text : str
+        The sequence.
+    source : str
+        Name of the text in messages.
+
+    Returns
+    -------
+    useq.MDASequence
+        The validated sequence.
+
+    Raises
+    ------
+    SequenceError
+        As `load_sequence`, naming ``source`` instead of a file.
+
+    """
+    return _parse_yaml(text, None, source)
+
+
+def _parse_yaml(text: str, path: Path | None, name: str) -> useq.MDASequence:
+    """Read YAML text into data and build the sequence."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        detail = " ".join(str(exc.problem or exc.context or "").split())
+        if mark is not None:
+            detail += f" (column {mark.column + 1})"
+        raise SequenceError(
+            f"The sequence is not valid YAML: {detail}",
+            "Check the indentation (spaces, not tabs) and the ':' after each key "
+            "on this line and the one before.",
+            path=path,
+            line=None if mark is None else mark.line + 1,
+            source=None if path is not None else name,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SequenceError(
+            f"The sequence is not valid YAML: {exc}",
+            "Check the file's syntax.",
+            path=path,
+            source=None if path is not None else name,
+        ) from None
+    return _build(data, _source(text, path, name))
+
+
+def _read_json(text: str, path: Path) -> Any:
+    """Read JSON text, with the line of a syntax error."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SequenceError(
+            f"The sequence is not valid JSON: {exc.msg} (column {exc.colno})",
+            "Check for a missing comma, quote or bracket at or just before this point.",
+            path=path,
+            line=exc.lineno,
+        ) from None
+
+
+def _source(text: str, path: Path | None, name: str) -> SequenceSource:
+    """Compose the YAML tree for line numbers (None where it cannot be had)."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        root = None
+    return SequenceSource(path=path, name=name, root=root)
+
+
+def _build(data: Any, source: SequenceSource) -> useq.MDASequence:
+    """Validate ``data`` strictly into a sequence and remember its source."""
+    if data is None:
+        raise source.error(
+            "The sequence is empty",
+            "Write at least one key, e.g. 'channels: [GFP]'.",
+        )
+    if not isinstance(data, Mapping):
+        kind = "list" if isinstance(data, list) else type(data).__name__
+        raise source.error(
+            f"The sequence must be a mapping of keys such as 'channels:' and "
+            f"'z_plan:', not a {kind}",
+            "Write one 'key: value' per line at the top level of the file, "
+            "without a leading '-'.",
+        )
+    _check_duplicate_keys(source)
+    pristine = copy.deepcopy(data)
+    try:
+        sequence = useq.MDASequence.model_validate(copy.deepcopy(data))
+    except ValidationError as exc:
+        problem = unknown_key_problem(pristine, None, useq.MDASequence)
+        raise source.problem_error(
+            problem or validation_problem(exc, pristine)
+        ) from None
+    except (TypeError, ValueError, ArithmeticError) as exc:
+        raise source.error(
+            f"useq-schema cannot read the sequence ({exc})",
+            "See the useq-schema documentation for the keys of a sequence.",
+        ) from None
+    problem = unknown_key_problem(pristine, sequence, useq.MDASequence)
+    if problem is None:
+        problem = next(semantic_problems(sequence), None)
+    if problem is not None:
+        raise source.problem_error(problem)
+    remember_source(sequence, source)
+    return sequence
+
+
+def _check_duplicate_keys(source: SequenceSource) -> None:
+    """Reject a key written twice in one mapping (YAML keeps only the last)."""
+    if source.root is None:
+        return
+    twice: list[tuple[int, int, object, KeyPath]] = []
+    pending: list[tuple[yaml.Node, KeyPath]] = [(source.root, ())]
+    visited: set[int] = set()
+    while pending:
+        node, path = pending.pop()
+        if id(node) in visited:  # an alias of an anchored node
+            continue
+        visited.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            pending.extend((item, (*path, i)) for i, item in enumerate(node.value))
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = key_of(key_node)
+            line = key_node.start_mark.line + 1
+            if key != "<<" and repr(key) in first_line:
+                twice.append((line, first_line[repr(key)], key, path))
+            first_line.setdefault(repr(key), line)
+            pending.append((value_node, (*path, key)))
+    if twice:
+        line, first, key, path = min(twice, key=lambda found: found[0])
+        where = f" in '{format_key_path(path)}'" if path else ""
+        raise SequenceError(
+            f"The key '{key}' is written twice{where} (lines {first} and {line})",
+            "Keep one of them: only the last would be used.",
+            path=source.path,
+            line=line,
+            source=None if source.path is not None else source.name,
+        )

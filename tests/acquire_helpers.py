@@ -1,0 +1,101 @@
+"""Shared helpers for the acquisition tests: small configs, sequences, readers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+import zarr
+
+from acquire.hardware import close_core, open_core
+from acquire.sim import groundtruth
+
+ROOT = Path(__file__).resolve().parents[1]
+WIDEFIELD = ROOT / "hardware_configs" / "demo_widefield.cfg"
+
+
+def small_config(
+    tmp_path: Path, *, sensor_px: int = 96, real_timing: bool = False, extra: str = ""
+) -> Path:
+    """The demo wide-field config with a small sensor (fast tests)."""
+    text = WIDEFIELD.read_text()
+    text += (
+        f"\n#py Property,Camera,SensorWidthPx,{sensor_px}"
+        f"\n#py Property,Camera,SensorHeightPx,{sensor_px}"
+        f"\n#py Property,Camera,RealTiming,{'Yes' if real_timing else 'No'}\n" + extra
+    )
+    path = tmp_path / f"small_widefield_{sensor_px}.cfg"
+    path.write_text(text)
+    return path
+
+
+def cell_positions(
+    config: Path, cells: list[int], *, height_um: float = 1.0
+) -> list[tuple[float, float, float]]:
+    """Stage positions of simulated cells (ground truth, for aiming tests only)."""
+    core = open_core(config)
+    try:
+        return [
+            groundtruth.stage_position_of_cell(core, c, height_um=height_um)
+            for c in cells
+        ]
+    finally:
+        close_core(core)
+
+
+def write_sequence(
+    path: Path,
+    positions: list[tuple[float, float, float]],
+    *,
+    planes: int = 5,
+    step_um: float = 0.5,
+    exposure_ms: float = 20.0,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """A YAML sequence: positions x a z-stack around each, one channel."""
+    data: dict[str, Any] = {
+        "stage_positions": [
+            {"x": round(x, 3), "y": round(y, 3), "z": round(z, 3), "name": f"cell{i}"}
+            for i, (x, y, z) in enumerate(positions)
+        ],
+        "z_plan": {"range": round(step_um * (planes - 1), 6), "step": step_um},
+        "channels": [{"config": "GFP", "group": "Channel", "exposure": exposure_ms}],
+        "axis_order": "tpgcz",
+    }
+    data.update(extra or {})
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def read_dataset(path: Path) -> dict[str, np.ndarray]:
+    """Every committed stack, read with zarr-python itself (not our code)."""
+    names = [
+        json.loads(line)["stack"]
+        for line in (path / "journal.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
+    return {
+        name: np.asarray(zarr.open_group(path / f"{name}.ome.zarr", mode="r")["0"][:])
+        for name in names
+    }
+
+
+def pairscope(
+    *args: str | Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a subprocess (the way a user does)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "acquire.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )

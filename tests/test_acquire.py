@@ -1,0 +1,238 @@
+"""The acquisition controller end to end, checked with an independent zarr reader."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import mm_test_adapters
+import numpy as np
+import pytest
+import zarr
+from acquire_helpers import (
+    cell_positions,
+    pairscope,
+    read_dataset,
+    small_config,
+    write_sequence,
+)
+
+from acquire.acquisition import AcquisitionRequest, run_acquisition
+from acquire.consumers import CompletedStack, StackQueue
+from acquire.hardware import close_core, illumination, open_core
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_config(tmp_path_factory.mktemp("cfg"))
+
+
+@pytest.fixture(scope="module")
+def positions(config: Path) -> list[tuple[float, float, float]]:
+    return cell_positions(config, [0, 1])
+
+
+def test_planes_equal_what_the_simulator_renders_and_metadata_round_trips(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    sequence = write_sequence(tmp_path / "seq.yaml", positions, planes=5, step_um=0.5)
+    out = tmp_path / "dataset"
+    result = run_acquisition(AcquisitionRequest(sequence, config, out))
+    assert result.status == "complete"
+    assert result.frames_acquired == 10 and result.stacks_committed == 2
+
+    stacks = read_dataset(out)
+    assert sorted(stacks) == ["t0000_p0000_g0000", "t0000_p0001_g0000"]
+
+    # an independent re-render: a fresh scope driven to each recorded position
+    core = open_core(config)
+    try:
+        for name, data in stacks.items():
+            group = zarr.open_group(out / f"{name}.ome.zarr", mode="r")
+            attrs = group.attrs.asdict()
+            multiscale = attrs["ome"]["multiscales"][0]
+            assert attrs["ome"]["version"] == "0.5"
+            assert [a["name"] for a in multiscale["axes"]] == ["c", "z", "y", "x"]
+            scale = multiscale["datasets"][0]["coordinateTransformations"][0]["scale"]
+            assert scale[1] == pytest.approx(0.5)
+            assert scale[2] == scale[3] == pytest.approx(0.1625)
+            planes = attrs["pairscope"]["planes"]
+            assert data.shape == (1, 5, 96, 96) and data.dtype == np.uint16
+            with illumination(core):
+                for plane in sorted(planes, key=lambda p: (p["c"], p["z"])):
+                    core.setExposure(plane["exposure_ms"])
+                    core.setXYPosition(plane["stage_x_um"], plane["stage_y_um"])
+                    core.setPosition(plane["stage_z_um"])
+                    core.waitForSystem()
+                    core.snapImage()
+                    expected = np.asarray(core.getImage())
+                    np.testing.assert_array_equal(
+                        data[plane["c"], plane["z"]], expected
+                    )
+                    assert plane["objective"] == "Plan-Apochromat 40x/1.3 Oil"
+                    assert plane["channel"] == "GFP"
+                    assert plane["scope"] == config.stem
+                    assert plane["timestamp"]
+    finally:
+        close_core(core)
+
+    # commanded positions were reached: the metadata holds them
+    p1 = zarr.open_group(out / "t0000_p0001_g0000.ome.zarr", mode="r").attrs.asdict()
+    zs = sorted(p["stage_z_um"] for p in p1["pairscope"]["planes"])
+    assert zs == pytest.approx(positions[1][2] + np.arange(-1.0, 1.01, 0.5), abs=1e-3)
+    # DemoCamera's XY stage moves in 5 nm steps: reached = commanded to +-5 nm
+    xs = [p["stage_x_um"] for p in p1["pairscope"]["planes"]]
+    assert xs == pytest.approx([positions[1][0]] * 5, abs=0.006)
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert manifest["software"]["name"] == "pairscope"
+    assert len(manifest["config_sha256"]) == 64
+    assert manifest["sequence"]["z_plan"]["step"] == 0.5
+    assert manifest["scope"]["camera"] == "Camera"
+
+
+def test_plain_micromanager_demo_config_works(tmp_path: Path) -> None:
+    demo_cfg = Path(mm_test_adapters.device_adapter_path()) / "MMConfig_demo.cfg"
+    sequence = write_sequence(
+        tmp_path / "seq.yaml",
+        [(0.0, 0.0, 0.0), (100.0, 50.0, 0.0)],
+        planes=3,
+        step_um=1.0,
+        extra={"channels": [{"config": "FITC", "group": "Channel", "exposure": 5}]},
+    )
+    out = tmp_path / "dataset"
+    result = run_acquisition(AcquisitionRequest(sequence, demo_cfg, out))
+    assert result.status == "complete"
+    stacks = read_dataset(out)
+    assert len(stacks) == 2
+    for data in stacks.values():
+        assert data.shape[:2] == (1, 3)
+        assert data.max() > 0  # DemoCamera draws its test pattern, never zeros
+
+
+def test_slow_consumer_drops_stacks_and_never_blocks(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    many = [positions[i % 2] for i in range(4)]
+    sequence = write_sequence(tmp_path / "seq.yaml", many, planes=3)
+    seen: list[str] = []
+
+    def slow(stack: CompletedStack) -> None:
+        time.sleep(1.5)
+        seen.append(stack.name)
+        assert stack.data.shape == (1, 3, 96, 96)
+
+    queue = StackQueue(slow, maxsize=1, name="slow")
+    started = time.perf_counter()
+    result = run_acquisition(
+        AcquisitionRequest(sequence, config, tmp_path / "ds"), consumers=[queue]
+    )
+    elapsed = time.perf_counter() - started
+    assert result.status == "complete" and result.stacks_committed == 4
+    assert result.dropped_stacks["slow"] >= 1
+    assert queue.stats.processed + queue.stats.dropped == 4
+    # acquisition did not wait for the consumer: 4 x 1.5 s would be 6 s
+    assert elapsed < 6.0 + 15.0  # generous: includes loading the scope
+    assert len(seen) == queue.stats.processed
+
+
+def test_transient_faults_still_give_the_complete_identical_dataset(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    sequence = write_sequence(tmp_path / "seq.yaml", positions, planes=5)
+    clean = tmp_path / "clean"
+    run_acquisition(AcquisitionRequest(sequence, config, clean))
+    faulty_cfg = small_config(
+        tmp_path, extra="#py Property,Camera,FaultEveryNFrames,3\n"
+    )
+    faulty = tmp_path / "faulty"
+    # a different config file: identity differs, so compare pixels, not manifests
+    result = run_acquisition(AcquisitionRequest(sequence, faulty_cfg, faulty))
+    assert result.status == "complete"
+    assert result.retries.get("snap", 0) >= 3
+    clean_stacks, faulty_stacks = read_dataset(clean), read_dataset(faulty)
+    assert clean_stacks.keys() == faulty_stacks.keys()
+    for name in clean_stacks:
+        np.testing.assert_array_equal(clean_stacks[name], faulty_stacks[name])
+
+
+def test_persistent_fault_stops_cleanly_with_a_clear_message(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    sequence = write_sequence(tmp_path / "seq.yaml", positions, planes=5)
+    broken = small_config(
+        tmp_path, extra="#py Property,Camera,FaultPersistFromFrame,8\n"
+    )
+    out = tmp_path / "ds"
+    proc = pairscope(
+        "acquire",
+        sequence,
+        "--config",
+        broken,
+        "--out",
+        out,
+        "--retries",
+        "2",
+        "--retry-backoff-ms",
+        "1",
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "acquisition stopped" in proc.stderr and "--resume" in proc.stderr
+    stacks = read_dataset(out)
+    assert list(stacks) == ["t0000_p0000_g0000"]  # the first stack was committed
+    assert stacks["t0000_p0000_g0000"].shape == (1, 5, 96, 96)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "failed"
+    assert manifest["failures"] and "snap" in json.dumps(manifest["failures"])
+    assert not list((out / ".staging").glob("*.ome.zarr"))  # no half stack left as data
+
+
+def test_dry_run_moves_nothing_and_writes_nothing(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    sequence = write_sequence(tmp_path / "seq.yaml", positions, planes=5)
+    out = tmp_path / "ds"
+    proc = pairscope("acquire", sequence, "--config", config, "--out", out, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "10" in proc.stdout  # frames
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "needle"),
+    [
+        ("z_plan: {range: 2, stpe: 0.5}\n", "stpe"),
+        ("z_plan: {range: 2, step: 0}\n", "step"),
+        ("stage_positions: [{x: 1e9, y: 0, z: 0}]\n", "limit"),
+        ("z_plan: [range: 2\n", "line"),
+    ],
+)
+def test_bad_sequences_are_refused_with_one_clear_message(
+    tmp_path: Path, config: Path, yaml_text: str, needle: str
+) -> None:
+    sequence = tmp_path / "bad.yaml"
+    sequence.write_text(yaml_text)
+    proc = pairscope("acquire", sequence, "--config", config, "--out", tmp_path / "ds")
+    assert proc.returncode == 2, proc.stderr
+    assert needle in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_output_folder_with_a_different_dataset_is_never_overwritten(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    first = write_sequence(tmp_path / "a.yaml", positions[:1], planes=3)
+    out = tmp_path / "ds"
+    assert pairscope("acquire", first, "--config", config, "--out", out).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = write_sequence(tmp_path / "b.yaml", positions, planes=3)
+    for extra in ((), ("--resume",)):
+        proc = pairscope("acquire", other, "--config", config, "--out", out, *extra)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
