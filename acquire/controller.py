@@ -17,6 +17,7 @@ import datetime
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,7 +189,17 @@ class AcquisitionController:
         self._frames = 0
         self._committed = 0
         self._cancel = threading.Event()
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="pairscope-commit")
+        self._commits: list[Future[None]] = []
         self._turret = objective_device(core)
+
+    def _finish_commits(self, *, raise_errors: bool = True) -> None:
+        """Wait for queued commits; the first failure is raised (or dropped)."""
+        commits, self._commits = self._commits, []
+        for commit in commits:
+            error = commit.exception()
+            if error is not None and raise_errors:
+                raise error
 
     def cancel(self) -> None:
         """Stop after the current frame; committed stacks stay valid."""
@@ -230,6 +241,7 @@ class AcquisitionController:
         self.dataset.update_manifest(status="running")
         try:
             self.core.mda.run(pending)
+            self._finish_commits()
         except AcquisitionFault as fault:
             result.status = "failed"
             result.failure = str(fault)
@@ -241,6 +253,8 @@ class AcquisitionController:
             result.failure = f"{type(error).__name__}: {error}"
             self.dataset.record_failure(result.failure)
         finally:
+            self._finish_commits(raise_errors=False)
+            self._committer.shutdown(wait=True)
             for writer in self._writers.values():
                 writer.abort()
             self._writers.clear()
@@ -274,11 +288,15 @@ class AcquisitionController:
         self._frames += 1
         self.events.frame_acquired.emit(key.name, c, z)
         if writer.complete:
-            path = writer.commit()
             del self._writers[key]
-            self._committed += 1
-            self.events.stack_committed.emit(key.name, path)
-            self._offer(key, writer, path)
+            # fsync + rename + journal take tens of ms: off the acquisition thread
+            self._commits.append(self._committer.submit(self._commit, key, writer))
+
+    def _commit(self, key: StackKey, writer: StackWriter) -> None:
+        path = writer.commit()
+        self._committed += 1
+        self.events.stack_committed.emit(key.name, path)
+        self._offer(key, writer, path)
 
     def _spec(self, key: StackKey, image: Any) -> StackSpec:
         layout = self._layouts[key]

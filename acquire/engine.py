@@ -305,6 +305,27 @@ class ResilientEngine(MDAEngine):
         self._last_xy = None
         return super().setup_sequence(sequence)
 
+    def setup_event(self, event: MDAEvent) -> None:
+        """Set up the hardware for an event, waiting only for what changed.
+
+        The stock engine ends every setup with ``waitForSystem()`` (about 1 ms
+        per frame on the demo devices, more on real ones). Moves here already
+        wait for their own stage; a channel change waits for its config group;
+        only arbitrary property changes still wait for the whole system.
+        """
+        if isinstance(event, SequencedEvent):
+            super().setup_event(event)
+            return
+        channel_before = self.mmcore._last_config
+        self.setup_single_event(event)
+        if event.properties:
+            self.mmcore.waitForSystem()
+        elif event.channel is not None and channel_before != (
+            event.channel.group,
+            event.channel.config,
+        ):
+            self.mmcore.waitForConfig(event.channel.group, event.channel.config)
+
     # -- moves ---------------------------------------------------------------
 
     def setup_single_event(self, event: MDAEvent) -> None:
