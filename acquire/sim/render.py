@@ -30,6 +30,7 @@ from acquire.sim.targets import EmitterSource
 LAYER_UM = 5 * DZ_FINE_UM
 """Thickness of the specimen layers (a multiple of the defocus table step)."""
 _PLANE_CACHE_SIZE = 96
+_FIELD_CACHE_SIZE = 4
 _FFT_WORKERS = 2
 
 
@@ -74,9 +75,8 @@ def margin_px(setup: OpticalSetup) -> int:
 class _Field:
     """Layer spectra of the specimen around one XY position."""
 
-    layer_spectra: NDArray[np.complex64]  # (K, Hp, Wp//2+1)
-    first_layer: int  # index of layer 0 on the absolute LAYER_UM grid
-    occupied: NDArray[np.bool_]  # which layers hold any emitter
+    layer_spectra: NDArray[np.complex64]  # (K, Hp, Wp//2+1), occupied layers only
+    layers: NDArray[np.int64]  # their indices on the absolute LAYER_UM grid
 
 
 class FieldRenderer:
@@ -115,8 +115,10 @@ class FieldRenderer:
             scipy.fft.next_fast_len(cols + 2 * margin, real=True),
         )
         self.otf = DefocusOTF(setup, self.grid_shape)
+        # the fields of the last few XY positions: revisits (time-lapse, or the
+        # second pass of a benchmark) skip the ~100 ms of splatting and FFTs
+        self._fields: OrderedDict[tuple[float, float], _Field] = OrderedDict()
         self._field_key: tuple[float, float] | None = None
-        self._field: _Field | None = None
         self._planes: OrderedDict[int, NDArray[np.float32]] = OrderedDict()
 
     # -- geometry ---------------------------------------------------------
@@ -166,7 +168,7 @@ class FieldRenderer:
         weights = emitters.photons_per_ms[inside].astype(np.float64)
         if weights.size == 0:
             empty = np.zeros((0, grid_rows, grid_cols // 2 + 1), np.complex64)
-            return _Field(empty, 0, np.zeros(0, bool))
+            return _Field(empty, np.zeros(0, np.int64))
 
         first_layer = int(np.floor(layer.min()))
         n_layers = int(np.floor(layer.max())) - first_layer + 2
@@ -177,12 +179,11 @@ class FieldRenderer:
             weights,
             (n_layers, grid_rows, grid_cols),
         )
-        occupied: NDArray[np.bool_] = np.asarray(
-            volume.reshape(n_layers, -1).any(axis=1)
-        )
-        spectra = np.zeros((n_layers, grid_rows, grid_cols // 2 + 1), np.complex64)
-        spectra[occupied] = scipy.fft.rfft2(volume[occupied], workers=_FFT_WORKERS)
-        return _Field(spectra, first_layer, occupied)
+        occupied = np.flatnonzero(volume.reshape(n_layers, -1).any(axis=1))
+        if occupied.size < n_layers:
+            volume = volume[occupied]
+        spectra = scipy.fft.rfft2(volume, workers=_FFT_WORKERS)
+        return _Field(spectra, first_layer + occupied)
 
     # -- rendering ----------------------------------------------------------
 
@@ -205,14 +206,18 @@ class FieldRenderer:
 
         """
         key = (round(float(axis_xy_um[0]), 4), round(float(axis_xy_um[1]), 4))
-        if key != self._field_key or self._field is None:
-            self._field = self._load_field(np.asarray(key))
+        if key != self._field_key:
+            field = self._fields.pop(key, None) or self._load_field(np.asarray(key))
+            self._fields[key] = field
+            if len(self._fields) > _FIELD_CACHE_SIZE:
+                self._fields.popitem(last=False)
             self._field_key = key
             self._planes.clear()
+        field = self._fields[key]
         focus_index = round(focus_z_um / DZ_FINE_UM)
         plane = self._planes.get(focus_index)
         if plane is None:
-            plane = self._synthesise(self._field, focus_index)
+            plane = self._synthesise(field, focus_index)
             self._planes[focus_index] = plane
             if len(self._planes) > _PLANE_CACHE_SIZE:
                 self._planes.popitem(last=False)
@@ -225,9 +230,8 @@ class FieldRenderer:
         spectrum = np.zeros((grid_rows, grid_cols // 2 + 1), np.complex64)
         scratch = np.empty_like(spectrum)
         steps_per_layer = round(LAYER_UM / DZ_FINE_UM)
-        for k in np.flatnonzero(field.occupied):
-            layer_index = (field.first_layer + int(k)) * steps_per_layer
-            layer = field.layer_spectra[k]
+        for layer_number, layer in zip(field.layers, field.layer_spectra, strict=True):
+            layer_index = int(layer_number) * steps_per_layer
             for weight, block in self.otf.terms(
                 (focus_index - layer_index) * DZ_FINE_UM
             ):
