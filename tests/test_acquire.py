@@ -236,3 +236,32 @@ def test_output_folder_with_a_different_dataset_is_never_overwritten(
         assert "Traceback" not in proc.stderr
     after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_grids_and_time_points_each_get_their_own_stack(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    sequence = write_sequence(
+        tmp_path / "seq.yaml",
+        positions[:1],
+        planes=3,
+        extra={
+            "grid_plan": {"rows": 1, "columns": 2},
+            "time_plan": {"interval": 0, "loops": 2},
+            "axis_order": "tpgcz",
+        },
+    )
+    out = tmp_path / "ds"
+    result = run_acquisition(AcquisitionRequest(sequence, config, out))
+    assert result.status == "complete"
+    stacks = read_dataset(out)
+    assert sorted(stacks) == [
+        f"t{t:04d}_p0000_g{g:04d}" for t in range(2) for g in range(2)
+    ]
+    # the two tiles see different parts of the specimen; the two time points
+    # the same tile (fixed cells), so tiles differ far more than time points
+    tile_0, tile_1 = stacks["t0000_p0000_g0000"], stacks["t0000_p0000_g0001"]
+    later_0 = stacks["t0001_p0000_g0000"]
+    tile_gap = np.abs(tile_0.astype(float) - tile_1).mean()
+    time_gap = np.abs(tile_0.astype(float) - later_0).mean()
+    assert tile_gap > 2 * time_gap
