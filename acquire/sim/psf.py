@@ -151,62 +151,57 @@ def _convolve_same(
     return np.asarray(fftconvolve(image, kernel, mode="same"))
 
 
+def _planes(
+    setup: OpticalSetup,
+    dz_um: NDArray[np.float64],
+    size: int,
+    wavelength_um: float,
+    *,
+    oversample: int,
+) -> NDArray[np.float64]:
+    """Unnormalised vectorial PSF planes (psfmodels) at the given defocus values."""
+    return np.asarray(
+        psfmodels.vectorial_psf(
+            dz_um.copy(),
+            nx=size,
+            dxy=setup.pixel_size_um,
+            wvl=wavelength_um,
+            params=_psfmodels_params(setup, oversample=oversample),
+            normalize=False,
+        )
+    )
+
+
 def _compute_kernels(setup: OpticalSetup) -> list[NDArray[np.float32]]:
     dz_values = defocus_table_um()
     sizes = np.array([_kernel_size_px(setup, dz) for dz in dz_values])
+    groups = [(int(size), np.flatnonzero(sizes == size)) for size in np.unique(sizes)]
     kernels: list[NDArray[np.float32]] = [np.empty(0, np.float32)] * len(dz_values)
+    emission_um = setup.emission_wavelength_um
     if setup.modality == "widefield":
-        params = _psfmodels_params(setup, oversample=3)
-        for size in np.unique(sizes):
-            idx = np.flatnonzero(sizes == size)
-            stack = psfmodels.vectorial_psf(
-                dz_values[idx].copy(),
-                nx=int(size),
-                dxy=setup.pixel_size_um,
-                wvl=setup.emission_wavelength_um,
-                params=params,
-                normalize=False,
-            )
+        for size, idx in groups:
+            stack = _planes(setup, dz_values[idx], size, emission_um, oversample=3)
             for i, plane in zip(idx, stack, strict=True):
                 kernels[i] = (plane / plane.sum()).astype(np.float32)
         return kernels
 
-    # confocal: point-sampled at the scan positions
-    params = _psfmodels_params(setup, oversample=1)
-    in_focus_peak = None
-    emitted_flux = None
-    pinhole_radius_px = (setup.pinhole_au * 0.61 * setup.emission_wavelength_um) / (
+    # confocal: point-sampled at the scan positions; dz = 0 is in the first
+    # (smallest) group, so the in-focus normalisation is known from then on
+    excitation_um = setup.excitation_wavelength_um
+    pinhole_radius_px = (setup.pinhole_au * 0.61 * emission_um) / (
         setup.numerical_aperture * setup.pixel_size_um
     )
-    for size in np.unique(sizes):
-        idx = np.flatnonzero(sizes == size)
-        zv = dz_values[idx].copy()
-        excitation = psfmodels.vectorial_psf(
-            zv,
-            nx=int(size),
-            dxy=setup.pixel_size_um,
-            wvl=setup.excitation_wavelength_um,
-            params=params,
-            normalize=False,
-        )
-        emission = psfmodels.vectorial_psf(
-            zv,
-            nx=int(size),
-            dxy=setup.pixel_size_um,
-            wvl=setup.emission_wavelength_um,
-            params=params,
-            normalize=False,
-        )
-        if in_focus_peak is None:
-            # dz = 0 is in the smallest group, which comes first
+    disc = _pinhole_disc(int(2 * np.ceil(pinhole_radius_px) + 3), pinhole_radius_px)
+    in_focus_peak = emitted_flux = 0.0
+    for size, idx in groups:
+        excitation = _planes(setup, dz_values[idx], size, excitation_um, oversample=1)
+        emission = _planes(setup, dz_values[idx], size, emission_um, oversample=1)
+        if not in_focus_peak:
             in_focus_peak = float(excitation[0].max())
             emitted_flux = float(emission[0].sum())
-        disc = _pinhole_disc(int(2 * np.ceil(pinhole_radius_px) + 3), pinhole_radius_px)
         for i, ex, em in zip(idx, excitation, emission, strict=True):
-            detected = _convolve_same(em, disc)
-            assert emitted_flux is not None
-            kernel = (ex / in_focus_peak) * np.clip(detected / emitted_flux, 0, 1)
-            kernels[i] = kernel.astype(np.float32)
+            detected = np.clip(_convolve_same(em, disc) / emitted_flux, 0, 1)
+            kernels[i] = ((ex / in_focus_peak) * detected).astype(np.float32)
     return kernels
 
 
