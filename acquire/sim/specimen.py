@@ -66,6 +66,7 @@ from acquire.sim.fiducial_marks import (
     mark_lattice_xy,
     nominal_mark_positions,
 )
+from correlate.marks import Holder, MarkSpec
 
 __all__ = [
     "ADHESION_PHOTONS_PER_MS",
@@ -364,6 +365,28 @@ class Specimen:
             raise KeyError(f"no emitter group named {source!r}")
         mask = np.isin(self._index.source_ids, np.array(ids, dtype=np.int32))
         return Emitters(self._index.xyz_um[mask], self._index.photons_per_ms[mask])
+
+    def holder(self) -> Holder:
+        """The holder's datasheet: mark identities, shapes and NOMINAL centres.
+
+        Returns
+        -------
+        Holder
+            One :class:`~correlate.marks.MarkSpec` per fiducial mark, at its
+            nominal centre and orientation 0 (not the true, jittered pose).
+
+        """
+        return Holder(
+            tuple(
+                MarkSpec(
+                    identity=m.identity,
+                    shape=m.shape,
+                    size_um=m.size_um,
+                    nominal_centre_um=m.nominal_centre_um,
+                )
+                for m in self.fiducials
+            )
+        )
 
     def ground_truth(self) -> dict[str, Any]:
         """The specimen's ground truth as JSON-serialisable data.
