@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
 
+_MIN_FOCUS_CONTRAST = 1.5
+"""A focus peak must be this many times the scan's median sharpness."""
+
+
 class FocusError(RuntimeError):
     """No focus was found in the scanned range."""
 
@@ -97,12 +101,15 @@ def autofocus(
     scores = _scan(core, coarse, limits)
     if not np.isfinite(scores).any():
         raise FocusError("every autofocus position is outside the soft limits")
-    peak, interior = focus_peak(coarse, np.nan_to_num(scores, neginf=0.0))
-    if not interior:
+    curve = np.nan_to_num(scores, neginf=0.0)
+    peak, interior = focus_peak(coarse, curve)
+    # a curve of noise alone has a maximum too; a focus must stand out of it
+    contrast = curve.max() / max(float(np.median(curve[curve > 0])), 1e-12)
+    if not interior or contrast < _MIN_FOCUS_CONTRAST:
         core.setPosition(start)
         raise FocusError(
-            f"no focus within {start:.1f} +- {range_um / 2:.1f} um (sharpest at the "
-            "end of the scan); start closer to the sample or widen the range"
+            f"no focus within {start:.1f} +- {range_um / 2:.1f} um (no sharp peak "
+            "inside the scan); start closer to the sample or widen the range"
         )
     fine_step = fine_step_um or step_um / 5
     fine_half = (fine_range_um or 4 * step_um) / 2

@@ -26,6 +26,13 @@ from acquire._version import __version__
 from acquire.acquisition import AcquisitionRequest
 from acquire.cli_acquire import acquire_main
 from acquire.config_check import ConfigError
+from acquire.correlation_run import (
+    export_sequence,
+    load_holder,
+    load_targets,
+    record_fiducials,
+    relocate,
+)
 from acquire.demo import (
     GROUND_TRUTH_FILE,
     ProgressCallback,
@@ -399,6 +406,138 @@ def acquire_command(
     code = acquire_main(request, dry=dry_run, console=console, err_console=err_console)
     if code:
         raise typer.Exit(code)
+
+
+# -- fiducials and relocation --------------------------------------------------
+
+HolderOption = Annotated[
+    Path,
+    typer.Option(
+        "--holder",
+        help="Holder description (JSON) with the marks' shapes, sizes and nominal "
+        "positions.",
+    ),
+]
+SearchObjectiveOption = Annotated[
+    str | None,
+    typer.Option("--search-objective", help="Default: the lowest magnification."),
+]
+FineObjectiveOption = Annotated[
+    str | None,
+    typer.Option("--fine-objective", help="Default: the objective in use."),
+]
+
+
+@app.command("fiducials")
+@_handle_errors
+def fiducials_command(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Session file to write.")],
+    holder: HolderOption,
+    targets: Annotated[
+        Path | None,
+        typer.Option(
+            "--targets",
+            help="useq sequence whose stage positions are the targets to revisit.",
+        ),
+    ] = None,
+    search_objective: SearchObjectiveOption = None,
+    fine_objective: FineObjectiveOption = None,
+) -> None:
+    """Find the holder's fiducial marks on this scope and write a session file."""
+    if out.exists():
+        raise UserError(f"{out} already exists", "Choose another --out.")
+    session, found = record_fiducials(
+        config,
+        out,
+        load_holder(holder),
+        targets=load_targets(targets),
+        search_objective=search_objective,
+        fine_objective=fine_objective,
+        progress=lambda line: err_console.print(line, markup=False),
+    )
+    table = Table(title=f"fiducials on {session.scope}", box=box.SIMPLE_HEAD)
+    for column in ("mark", "x um", "y um", "z um", "score"):
+        table.add_column(column, justify="right")
+    for mark in found.marks:
+        x, y, z = mark.stage_xyz_um
+        table.add_row(
+            mark.identity, f"{x:.2f}", f"{y:.2f}", f"{z:.2f}", f"{mark.score:.2f}"
+        )
+    console.print(table)
+    console.print(
+        f"{len(found.marks)} marks, {found.fields_searched} fields, "
+        f"{found.wall_time_s:.1f} s; {len(session.targets)} targets; wrote {out}",
+        markup=False,
+    )
+
+
+@app.command("relocate")
+@_handle_errors
+def relocate_command(
+    session: Annotated[Path, typer.Argument(help="Session file from `fiducials`.")],
+    config: ConfigOption,
+    export: Annotated[
+        Path | None,
+        typer.Option("--export", help="Write the targets as a useq sequence (YAML)."),
+    ] = None,
+    template: Annotated[
+        Path | None,
+        typer.Option("--template", help="Sequence whose plans the export keeps."),
+    ] = None,
+    max_error_fraction: Annotated[
+        float,
+        typer.Option(
+            "--max-error-fraction", help="Warn above this fraction of the FOV."
+        ),
+    ] = 0.1,
+    search_objective: SearchObjectiveOption = None,
+    fine_objective: FineObjectiveOption = None,
+) -> None:
+    """Find the marks on this scope, fit the transform, map the session's targets."""
+    transform, targets, found_here = relocate(
+        session,
+        config,
+        max_error_fraction_of_fov=max_error_fraction,
+        search_objective=search_objective,
+        fine_objective=fine_objective,
+        progress=lambda line: err_console.print(line, markup=False),
+    )
+    console.print(
+        f"transform: {transform.model}, FRE {transform.residual_rms_um:.3f} um, "
+        f"z residual {transform.z_residual_rms_um:.3f} um; used "
+        f"{', '.join(transform.inliers)}"
+        + (f"; rejected {', '.join(transform.rejected)}" if transform.rejected else ""),
+        markup=False,
+    )
+    if found_here.missing:
+        err_console.print(
+            f"marks not found here: {', '.join(found_here.missing)}", markup=False
+        )
+    table = Table(title="targets on this scope", box=box.SIMPLE_HEAD)
+    for column in ("target", "x um", "y um", "z um", "TRE um", "z err um", ""):
+        table.add_column(column, justify="right")
+    for t in targets:
+        x, y, z = t.stage_xyz_um
+        table.add_row(
+            t.name,
+            f"{x:.2f}",
+            f"{y:.2f}",
+            f"{z:.2f}",
+            f"{t.predicted_tre_um:.2f}",
+            f"{t.predicted_z_error_um:.2f}",
+            "CHECK" if t.too_uncertain else "",
+        )
+    console.print(table)
+    if any(t.too_uncertain for t in targets):
+        err_console.print(
+            "warning: some targets' predicted error exceeds "
+            f"{max_error_fraction:.0%} of the field of view",
+            markup=False,
+        )
+    if export is not None:
+        export_sequence(export, targets, template=template)
+        console.print(f"wrote {export}", markup=False)
 
 
 def main() -> None:

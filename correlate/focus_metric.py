@@ -7,13 +7,14 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 
-def sharpness(image: ArrayLike, *, smoothing_px: float = 1.0) -> float:
-    """Normalised gradient energy of an image: highest in focus.
+def sharpness(image: ArrayLike, *, smoothing_px: float = 1.5) -> float:
+    """Gradient energy of a smoothed image: highest in focus.
 
-    The image is lightly smoothed first so shot noise does not dominate, and
-    the gradient energy is divided by the squared mean so that the metric
-    does not follow the total brightness (which, for a wide-field image of a
-    thin layer, stays constant with defocus anyway).
+    The image is smoothed first so shot and read noise do not dominate. It is
+    deliberately not divided by the mean brightness: a confocal image out of
+    focus is dark, and dividing its noise by a near-zero mean would make it
+    look sharper than the focused mark. (A wide-field image of a thin layer
+    keeps its total brightness with defocus, so it needs no normalisation.)
 
     Parameters
     ----------
@@ -35,8 +36,7 @@ def sharpness(image: ArrayLike, *, smoothing_px: float = 1.0) -> float:
     if smoothing_px > 0:
         data = ndimage.gaussian_filter(data, smoothing_px)
     gy, gx = np.gradient(data)
-    mean = float(np.abs(data).mean()) or 1.0
-    return float(np.mean(gx * gx + gy * gy) / mean**2)
+    return float(np.mean(gx * gx + gy * gy))
 
 
 def focus_peak(z_um: ArrayLike, metric: ArrayLike) -> tuple[float, bool]:

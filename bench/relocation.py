@@ -1,0 +1,172 @@
+"""Relocation accuracy and time over random mounts, against the simulator's truth.
+
+For each mount seed, both demo scopes get a random hidden mount (rotation
+anywhere in +-180 deg, translation +-1 mm, z +-100 um, tilt, 0.5 % stage scale
+error, 0.2 um stage repeatability). The confocal finds the fiducial marks and
+records 20 cells as targets; the wide-field finds the marks, fits the
+transform and maps the targets. Errors are measured against where the cells
+really are on the wide-field stage.
+
+Usage::
+
+    python bench/relocation.py [--quick] [--mounts N]
+
+Prints a table and writes ``bench/results/relocation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "hardware_configs"
+RESULTS = ROOT / "bench" / "results" / "relocation.json"
+N_TARGETS = 20
+
+
+def mounted_config(folder: Path, name: str, seed: int) -> Path:
+    """A demo config with its own random mount over the full +-180 degrees."""
+    text = (CONFIGS / f"demo_{name}.cfg").read_text()
+    text += (
+        f"\n#py Property,Camera,MountSeed,{seed}"
+        "\n#py Property,Camera,MountMaxRotationDeg,180"
+        "\n#py Property,Camera,RealTiming,No\n"
+    )
+    path = folder / f"{name}_{seed}.cfg"
+    path.write_text(text)
+    return path
+
+
+def run_mount(folder: Path, seed: int) -> dict[str, object]:
+    from acquire.correlation_run import load_holder, record_fiducials, relocate
+    from acquire.hardware import scope
+    from acquire.session import Target
+    from acquire.sim import groundtruth
+
+    confocal = mounted_config(folder, "confocal", 1000 + 2 * seed)
+    widefield = mounted_config(folder, "widefield", 1001 + 2 * seed)
+    holder = load_holder(CONFIGS / "demo_holder.json")
+    with scope(confocal) as core:
+        n_cells = len(groundtruth.specimen_of(core).cells)
+        cells = np.linspace(0, n_cells - 1, N_TARGETS).astype(int)
+        targets = tuple(
+            Target(
+                f"cell{c}",
+                groundtruth.stage_position_of_cell(core, int(c), height_um=2.0),
+            )
+            for c in cells
+        )
+    session = folder / f"session_{seed}.json"
+    started = time.perf_counter()
+    _, found_a = record_fiducials(confocal, session, holder, targets=targets)
+    time_a = time.perf_counter() - started
+    started = time.perf_counter()
+    transform, relocated, found_b = relocate(session, widefield)
+    time_b = time.perf_counter() - started
+    with scope(widefield) as core:
+        truth = np.array(
+            [
+                groundtruth.stage_position_of_cell(core, int(c), height_um=2.0)
+                for c in cells
+            ]
+        )
+    got = np.array([t.stage_xyz_um for t in relocated])
+    lateral = np.hypot(*(got[:, :2] - truth[:, :2]).T)
+    axial = np.abs(got[:, 2] - truth[:, 2])
+    predicted = np.array([t.predicted_tre_um for t in relocated])
+    return {
+        "seed": seed,
+        "model": transform.model,
+        "marks_found": [len(found_a.marks), len(found_b.marks)],
+        "lateral_rms_um": float(np.sqrt(np.mean(lateral**2))),
+        "lateral_max_um": float(lateral.max()),
+        "axial_rms_um": float(np.sqrt(np.mean(axial**2))),
+        "axial_max_um": float(axial.max()),
+        "predicted_tre_rms_um": float(np.sqrt(np.mean(predicted**2))),
+        "find_and_fit_s": {"confocal": round(time_a, 1), "widefield": round(time_b, 1)},
+        "fields_searched": [found_a.fields_searched, found_b.fields_searched],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="one mount, about a minute"
+    )
+    parser.add_argument(
+        "--mounts", type=int, default=20, help="random mounts (default 20)"
+    )
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    n_mounts = 1 if args.quick else args.mounts
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pairscope-reloc-") as tmp:
+        for seed in range(n_mounts):
+            row = run_mount(Path(tmp), seed)
+            rows.append(row)
+            print(
+                f"mount {seed:2d}: lateral RMS {row['lateral_rms_um']:.3f} um "
+                f"(max {row['lateral_max_um']:.3f}), axial RMS "
+                f"{row['axial_rms_um']:.3f} um, predicted TRE "
+                f"{row['predicted_tre_rms_um']:.3f} um, "
+                f"{row['find_and_fit_s']}",
+                flush=True,
+            )
+    lateral = np.array([r["lateral_rms_um"] for r in rows])
+    axial = np.array([r["axial_rms_um"] for r in rows])
+    predicted = np.array([r["predicted_tre_rms_um"] for r in rows])
+    summary = {
+        "mounts": n_mounts,
+        "targets_per_mount": N_TARGETS,
+        "lateral_rms_um": float(np.sqrt(np.mean(lateral**2))),
+        "lateral_max_um": float(max(r["lateral_max_um"] for r in rows)),
+        "axial_rms_um": float(np.sqrt(np.mean(axial**2))),
+        "axial_max_um": float(max(r["axial_max_um"] for r in rows)),
+        "predicted_over_measured_lateral": float(
+            np.sqrt(np.mean(predicted**2)) / np.sqrt(np.mean(lateral**2))
+        ),
+        "all_marks_found": all(r["marks_found"] == [4, 4] for r in rows),
+        "mean_time_s": {
+            "confocal_find": float(
+                np.mean([r["find_and_fit_s"]["confocal"] for r in rows])
+            ),
+            "widefield_find_and_fit": float(
+                np.mean([r["find_and_fit_s"]["widefield"] for r in rows])
+            ),
+        },
+    }
+    results = {
+        "benchmark": "relocation",
+        "targets": {
+            "lateral_rms_um": 0.5,
+            "axial_rms_um": 0.5,
+            "predicted_over_measured": [0.5, 2.0],
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+        },
+        "quick": args.quick,
+        "summary": summary,
+        "per_mount": rows,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Fiducial search on both scopes and relocation, against the simulator's truth."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from acquire_helpers import pairscope
+
+from acquire.correlation_run import load_holder, record_fiducials, relocate
+from acquire.errors import UserError
+from acquire.fiducial_search import FiducialSearchError, find_fiducials
+from acquire.hardware import close_core, open_core, scope
+from acquire.session import Target, load_session
+from acquire.sim import groundtruth
+
+ROOT = Path(__file__).resolve().parents[1]
+HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
+
+
+def mounted(tmp_path: Path, name: str, seed: int, extra: str = "") -> Path:
+    text = (ROOT / "hardware_configs" / f"demo_{name}.cfg").read_text()
+    if "StageLimitsUm,XY" in extra:  # one limits line per axis: replace the demo's
+        text = "\n".join(
+            line for line in text.splitlines() if "StageLimitsUm,XY" not in line
+        )
+    text += (
+        f"\n#py Property,Camera,MountSeed,{seed}"
+        "\n#py Property,Camera,MountMaxRotationDeg,180"
+        "\n#py Property,Camera,RealTiming,No\n" + extra
+    )
+    path = tmp_path / f"{name}_{seed}.cfg"
+    path.write_text(text)
+    return path
+
+
+def cell_targets(config: Path, cells: list[int]) -> tuple[Target, ...]:
+    with scope(config) as core:
+        return tuple(
+            Target(
+                f"cell{c}", groundtruth.stage_position_of_cell(core, c, height_um=2.0)
+            )
+            for c in cells
+        )
+
+
+def test_relocation_across_two_randomly_mounted_scopes(tmp_path: Path) -> None:
+    confocal = mounted(tmp_path, "confocal", 31)
+    widefield = mounted(tmp_path, "widefield", 32)
+    cells = list(range(0, 40, 4))
+    session_path = tmp_path / "session.json"
+    session, found_a = record_fiducials(
+        confocal,
+        session_path,
+        load_holder(HOLDER),
+        targets=cell_targets(confocal, cells),
+    )
+    assert found_a.missing == ()
+    assert load_session(session_path).marks == session.marks  # the handoff file
+
+    _, relocated, found_b = relocate(session_path, widefield)
+    assert found_b.missing == ()
+    with scope(widefield) as core:
+        truth = np.array(
+            [groundtruth.stage_position_of_cell(core, c, height_um=2.0) for c in cells]
+        )
+    got = np.array([t.stage_xyz_um for t in relocated])
+    lateral = np.hypot(*(got[:, :2] - truth[:, :2]).T)
+    axial = np.abs(got[:, 2] - truth[:, 2])
+    assert np.sqrt(np.mean(lateral**2)) <= 0.5
+    assert np.sqrt(np.mean(axial**2)) <= 0.5
+    predicted = np.array([t.predicted_tre_um for t in relocated])
+    ratio = np.sqrt(np.mean(predicted**2)) / np.sqrt(np.mean(lateral**2))
+    assert 0.5 <= ratio <= 2.0
+
+
+def test_marks_found_match_the_hidden_mount(tmp_path: Path) -> None:
+    config = mounted(tmp_path, "widefield", 7)
+    core = open_core(config)
+    try:
+        holder = load_holder(HOLDER)
+        survey = find_fiducials(
+            core,
+            holder,
+            search_objective="EC Plan-Neofluar 10x/0.3 Air",
+            fine_objective="Plan-Apochromat 40x/1.3 Oil",
+        )
+        mount = groundtruth.mount_of(core)
+        marks = {m.identity: m for m in groundtruth.specimen_of(core).fiducials}
+    finally:
+        close_core(core)
+    assert {m.identity for m in survey.marks} == set(holder.identities)
+    for found in survey.marks:
+        true = mount.sample_to_stage((*marks[found.identity].centre_um, 0.15))
+        # stage repeatability (0.2 um per move) limits each measurement
+        assert np.hypot(*(np.array(found.stage_xyz_um[:2]) - true[:2])) < 0.8
+        assert abs(found.stage_xyz_um[2] - true[2]) < 0.3
+
+
+def test_search_never_leaves_the_soft_limits(tmp_path: Path) -> None:
+    # limits that exclude every mark: the search must fail cleanly, in bounds
+    limits = "#pairscope StageLimitsUm,XY,-300,300,-300,300\n"
+    config = mounted(tmp_path, "widefield", 3, extra=limits)
+    core = open_core(config)
+    visited: list[tuple[float, float]] = []
+    core.events.XYStagePositionChanged.connect(
+        lambda _label, x, y: visited.append((x, y))
+    )
+    try:
+        with pytest.raises(FiducialSearchError, match="no fiducial mark"):
+            find_fiducials(
+                core,
+                load_holder(HOLDER),
+                search_objective="EC Plan-Neofluar 10x/0.3 Air",
+                fine_objective="Plan-Apochromat 40x/1.3 Oil",
+                use_nominal=False,  # spiral from the current position, (0, 0)
+                max_fields=40,
+            )
+    finally:
+        close_core(core)
+    assert visited
+    assert all(abs(x) <= 300.001 and abs(y) <= 300.001 for x, y in visited)
+
+
+def test_too_few_marks_in_a_session_is_a_clear_error(tmp_path: Path) -> None:
+    config = mounted(tmp_path, "widefield", 5)
+    session = {
+        "format": "pairscope-correlation-session",
+        "format_version": 1,
+        "scope": "a",
+        "holder": json.loads(HOLDER.read_text()),
+        "marks": {"F0-disc": [0, 0, 0], "F1-ring": [2600, 0, 0]},
+        "targets": [],
+    }
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(session))
+    proc = pairscope("relocate", path, "--config", config)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "at least 3" in proc.stderr
+
+
+def test_bad_holder_and_session_files_are_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "holder.json"
+    bad.write_text("{not json")
+    with pytest.raises(UserError, match="holder"):
+        load_holder(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(UserError, match="not a pairscope correlation session"):
+        load_session(other)
