@@ -24,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from acquire.autofocus import FocusError, autofocus, stage_limits_of
-from acquire.calibrate import calibrate_camera
+from acquire.calibrate import CalibrationError, calibrate_camera
 from acquire.errors import UserError
 from acquire.hardware import snap
 from acquire.stage_limits import StageLimits
@@ -186,6 +186,29 @@ def _stage_of(
     return scope.xy() + np.asarray(offset, dtype=np.float64)
 
 
+def _calibrate_on_mark(
+    scope: _Scope,
+    det: MarkDetection,
+    image_shape: tuple[int, int],
+    fov_um: float,
+    report: Progress,
+) -> PixelCalibration | None:
+    """Calibrate the camera on a mark: small probe moves, centre it, then properly.
+
+    The mark may sit near the edge of the field, where the larger moves of a
+    precise calibration would push it out; tiny moves give a rough calibration
+    that is good enough to centre it first.
+    """
+    report(f"calibrating the search objective on {det.identity}")
+    try:
+        rough = calibrate_camera(scope.core, step_um=0.04 * fov_um, n_moves=4)
+        scope.move_xy(_stage_of(scope, rough, image_shape, det))
+        return calibrate_camera(scope.core, step_um=0.2 * fov_um, n_moves=12)
+    except CalibrationError as error:
+        report(f"calibration on {det.identity} failed ({error}); searching on")
+        return None
+
+
 def _layout_guesses(
     holder: Holder, found: Mapping[str, NDArray[np.float64]], step_um: float
 ) -> list[NDArray[np.float64]]:
@@ -277,8 +300,11 @@ def _survey_coarse(
         if not found:
             continue
         if calibration is None:
-            report("calibrating the search objective on the first mark")
-            calibration = calibrate_camera(core, step_um=0.2 * fov_um, n_moves=12)
+            calibration = _calibrate_on_mark(
+                scope, found[0], image.shape, fov_um, report
+            )
+            if calibration is None:
+                continue
             image, found = scope.detections()
         for det in found:
             if det.identity not in approx:

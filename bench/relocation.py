@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,35 +99,20 @@ def run_mount(folder: Path, seed: int) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--quick", action="store_true", help="one mount, about a minute"
-    )
-    parser.add_argument(
-        "--mounts", type=int, default=20, help="random mounts (default 20)"
-    )
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    n_mounts = 1 if args.quick else args.mounts
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="pairscope-reloc-") as tmp:
-        for seed in range(n_mounts):
-            row = run_mount(Path(tmp), seed)
-            rows.append(row)
-            print(
-                f"mount {seed:2d}: lateral RMS {row['lateral_rms_um']:.3f} um "
-                f"(max {row['lateral_max_um']:.3f}), axial RMS "
-                f"{row['axial_rms_um']:.3f} um, predicted TRE "
-                f"{row['predicted_tre_rms_um']:.3f} um, "
-                f"{row['find_and_fit_s']}",
-                flush=True,
-            )
+def _write(
+    rows: list[dict[str, Any]],
+    failures: list[dict[str, Any]],
+    quick: bool,
+    n_mounts: int,
+) -> dict[str, Any]:
+    """Summarise the mounts measured so far and save the results file."""
     lateral = np.array([r["lateral_rms_um"] for r in rows])
     axial = np.array([r["axial_rms_um"] for r in rows])
     predicted = np.array([r["predicted_tre_rms_um"] for r in rows])
     summary = {
-        "mounts": n_mounts,
+        "mounts_measured": len(rows),
+        "mounts_failed": len(failures),
+        "mounts_planned": n_mounts,
         "targets_per_mount": N_TARGETS,
         "lateral_rms_um": float(np.sqrt(np.mean(lateral**2))),
         "lateral_max_um": float(max(r["lateral_max_um"] for r in rows)),
@@ -157,12 +143,50 @@ def main() -> int:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
         },
-        "quick": args.quick,
+        "quick": quick,
         "summary": summary,
         "per_mount": rows,
+        "failed_mounts": failures,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    return summary
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="one mount, about a minute"
+    )
+    parser.add_argument(
+        "--mounts", type=int, default=20, help="random mounts (default 20)"
+    )
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    n_mounts = 1 if args.quick else args.mounts
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="pairscope-reloc-") as tmp:
+        for seed in range(n_mounts):
+            try:
+                row = run_mount(Path(tmp), seed)
+            except Exception as error:  # a failed mount is a result too
+                failures.append(
+                    {"seed": seed, "error": f"{type(error).__name__}: {error}"}
+                )
+                print(f"mount {seed:2d}: FAILED {failures[-1]['error']}", flush=True)
+                continue
+            rows.append(row)
+            _write(rows, failures, args.quick, n_mounts)  # saved if cut short
+            print(
+                f"mount {seed:2d}: lateral RMS {row['lateral_rms_um']:.3f} um "
+                f"(max {row['lateral_max_um']:.3f}), axial RMS "
+                f"{row['axial_rms_um']:.3f} um, predicted TRE "
+                f"{row['predicted_tre_rms_um']:.3f} um, "
+                f"{row['find_and_fit_s']}",
+                flush=True,
+            )
+    summary = _write(rows, failures, args.quick, n_mounts)
     print(json.dumps(summary, indent=2))
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
