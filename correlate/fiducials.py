@@ -1,82 +1,38 @@
 """Find a holder's fiducial marks in wide-field or confocal images.
 
-:func:`detect_marks` works on raw camera or detector frames:
-
-1. The image is smoothed a little, and its background level and noise are
-   estimated robustly (median and MAD of the darker half).
-2. Pixels well above the noise seed candidate objects; seeds closer than the
-   widest gap inside any of the holder's marks (the two discs of a double
-   disc) are grouped into one candidate.
-3. A candidate is segmented at half its plateau above the local background
-   (measured in a ring around it) and kept if it is mark-sized.
-4. Its flux is summed over the mark and its blurred surroundings, after
-   subtracting the local background. Blur moves light across the edges but
-   does not move its centroid, so the flux-weighted centroid is the mark's area
-   centroid, the centre a :class:`~correlate.marks.MarkSpec` refers to, for
-   every shape and focus.
-5. It is identified by rotation-invariant descriptors
-   (:mod:`correlate.mark_matching`): for each holder mark in turn, the
-   mark's brightness follows from the flux and that mark's known area, the
-   image is segmented at half that brightness, and the mask is compared with
-   the mark rasterised at the image's pixel size and blurred as much as the
-   image's edges are. Defocus blurs thin parts (the ring, the arms of the
-   cross) below their true brightness; this keeps their segmented width right.
+:func:`detect_marks` segments mark-sized bright objects and measures their
+flux-weighted centres (:mod:`correlate.mark_segmentation`: the centre is the
+mark's area centroid for every shape, focus and brightness gradient), then
+identifies each by rotation-invariant descriptors
+(:mod:`correlate.mark_matching`): for each holder mark in turn, the mark's
+brightness follows from the object's flux and that mark's known area, the
+image is segmented at half that brightness, and the mask is compared with the
+mark rasterised at the image's pixel size and blurred as much as the image's
+edges are. Defocus blurs thin parts (the ring, the arms of the cross) below
+their true brightness; this keeps their segmented width right. An identified
+mark's orientation comes from its polar profile
+(:mod:`correlate.mark_orientation`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage as ndi
+from numpy.typing import ArrayLike
 
-from correlate.mark_descriptors import describe_mask, edge_mean, gradient_magnitude
-from correlate.mark_matching import (
-    BLUR_STEPS_PER_OCTAVE,
-    score_matches,
-    shape_distance2,
+from correlate.mark_descriptors import describe_mask, edge_mean
+from correlate.mark_matching import score_matches, shape_distance2
+from correlate.mark_orientation import mark_orientation_deg
+from correlate.mark_segmentation import (
+    MAX_BLUR_UM,
+    MarkCandidate,
+    clean_mask,
+    find_candidates,
 )
-from correlate.marks import Holder, MarkSpec, mark_mask
-
-FloatArray = NDArray[np.float64]
-BoolArray = NDArray[np.bool_]
-Box = tuple[slice, slice]
-
-#: Smoothing before segmentation: at least this many micrometres and 1 pixel.
-SMOOTHING_UM = 0.2
-#: Seeds lie this many noise standard deviations above the background.
-SEED_SIGMAS = 8.0
-#: A mark's plateau must rise this many noise standard deviations above it.
-MIN_CONTRAST_SIGMAS = 15.0
-#: Percentile of a candidate's seed pixels taken as its plateau.
-PLATEAU_PERCENTILE = 90.0
-#: Light within this distance of the half-height contour, and within three
-#: edge widths, counts for the flux and the centre.
-CENTROID_MARGIN_UM = 2.5
-#: Largest edge width (Gaussian standard deviation) that is measured.
-MAX_BLUR_UM = 4.0
-#: A blurred candidate is smoothed again by about this fraction of its blur.
-RESMOOTH_FRACTION = 0.5
-#: Width of the ring around a mark in which its local background is measured.
-BACKGROUND_RING_UM = 4.0
-#: Fewest ring pixels for a local background estimate.
-MIN_RING_PIXELS = 20
-#: Fewest core pixels, and their least spread, for a brightness gradient.
-MIN_CORE_PIXELS = 50
-MIN_CORE_SPREAD_UM = 3.0
-#: Mark-sized: area between these fractions of the smallest and largest mark.
-AREA_RANGE = (0.5, 1.6)
-#: Parts of a mark and seeds closer than this (plus its widest inner gap) merge.
-MERGE_MARGIN_UM = 1.0
-#: Parts and holes smaller than this are noise, not mark features.
-MIN_FEATURE_UM2 = 4.0
-#: Weights of the centroid are clipped at this multiple of the plateau, so a
-#: hot pixel or a bead adds little.
-MAX_WEIGHT_PLATEAUS = 2.0
+from correlate.marks import Holder, MarkSpec
 
 
 @dataclass(frozen=True)
@@ -98,6 +54,13 @@ class MarkDetection:
     touches_border : bool
         The object reaches the image edge: it is partly outside the image
         and its centre (and identity) are unreliable.
+    orientation_deg : float or None
+        Rotation of an identified mark from its reference pose (that of
+        :func:`correlate.marks.mark_mask`), in degrees from the image's column
+        axis towards its row axis, modulo the shape's rotational symmetry;
+        None for unidentified and round marks. A mirrored camera shows the
+        mark mirrored; every holder shape is mirror-symmetric, so the angle is
+        still defined, but it turns the other way.
 
     """
 
@@ -106,22 +69,7 @@ class MarkDetection:
     score: float
     area_um2: float
     touches_border: bool
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """A segmented bright object, in a box cut from the image."""
-
-    box: Box
-    region: BoolArray  # its pixels: the seed group, grown by the merge distance
-    smooth: FloatArray  # the smoothed image in the box
-    smoothing_px: float  # the Gaussian it was smoothed with
-    gradient: FloatArray  # magnitude of the smoothed image's gradient, per um
-    mask: BoolArray  # half-plateau segmentation
-    background: float
-    flux: float  # background-subtracted, in image units times um^2
-    centre_px: tuple[float, float]
-    touches_border: bool
+    orientation_deg: float | None = None
 
 
 def detect_marks(
@@ -157,6 +105,13 @@ def detect_marks(
     ValueError
         If the image is not 2-D and finite, or an option is out of range.
 
+    Notes
+    -----
+    The image's median is taken as its background, so marks and cells must
+    cover less than half of it. Anything closer to a mark than the widest gap
+    inside one of the holder's marks (4 um between the discs of the double
+    disc) plus 2 um is taken as part of it.
+
     """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2 or min(img.shape) < 3:
@@ -170,253 +125,57 @@ def detect_marks(
     if not holder.marks:
         return ()
 
-    smoothing_px = max(1.0, SMOOTHING_UM / pixel_size_um)
-    smooth = ndi.gaussian_filter(img, smoothing_px)
-    background, noise = _background_and_noise(smooth)
-    seeds = smooth > background + SEED_SIGMAS * noise
-    merge_px = _merge_distance_um(holder, pixel_size_um) / pixel_size_um
-    groups, _ = ndi.label(ndi.distance_transform_edt(~seeds) <= merge_px)
-
-    areas = [m.area_um2 for m in holder.marks]
-    min_area = AREA_RANGE[0] * min(areas)
-    max_area = AREA_RANGE[1] * max(areas)
-    detections = []
-    for index, bounds in enumerate(ndi.find_objects(groups), start=1):
-        if bounds is None:
-            continue
-        candidate = _segment(
-            img,
-            smooth,
-            seeds,
-            groups,
-            index,
-            (bounds[0], bounds[1]),
-            background=background,
-            noise=noise,
-            pixel_size_um=pixel_size_um,
-            smoothing_px=smoothing_px,
+    detections = [
+        _identify(candidate, holder, min_score=min_score)
+        for candidate in find_candidates(
+            img, pixel_size_um=pixel_size_um, holder=holder
         )
-        if candidate is None:
-            continue
-        area = float(candidate.mask.sum()) * pixel_size_um**2
-        small = min_area / 2 if candidate.touches_border else min_area
-        if not small <= area <= max_area:
-            continue
-        detections.append(
-            _identify(
-                candidate,
-                holder,
-                area_um2=area,
-                pixel_size_um=pixel_size_um,
-                min_score=min_score,
-            )
-        )
+    ]
     return _unique_identities(detections)
 
 
-def _background_and_noise(smooth: FloatArray) -> tuple[float, float]:
-    """Background level and noise of the smoothed image, from its lower half."""
-    background = float(np.median(smooth))
-    below = smooth[smooth <= background]
-    noise = 1.4826 * float(np.median(background - below)) if below.size else 0.0
-    spread = float(smooth.max() - background)
-    return background, max(noise, 1e-3 * spread, 1e-12)
-
-
-@functools.lru_cache(maxsize=64)
-def _part_gap_um(shape: str, size_um: float) -> float:
-    """Widest gap that must be bridged to join all parts of a mark."""
-    pixel_um = 0.1
-    mask = mark_mask(shape, size_um, pixel_size_um=pixel_um) > 0.5
-    _, n_parts = ndi.label(mask)
-    if n_parts <= 1:
-        return 0.0
-    distance = ndi.distance_transform_edt(~mask)
-    low, high = 0.0, float(distance.max())
-    while high - low > 0.5:
-        middle = 0.5 * (low + high)
-        _, n = ndi.label(distance <= middle)
-        low, high = (low, middle) if n == 1 else (middle, high)
-    return 2.0 * high * pixel_um
-
-
-def _merge_distance_um(holder: Holder, pixel_size_um: float) -> float:
-    """Seeds closer than twice this distance belong to one candidate mark."""
-    gap = max(_part_gap_um(m.shape, float(m.size_um)) for m in holder.marks)
-    return 0.5 * gap + max(MERGE_MARGIN_UM, 2.0 * pixel_size_um)
-
-
-def _segment(
-    img: FloatArray,
-    smooth: FloatArray,
-    seeds: BoolArray,
-    groups: NDArray[np.int32],
-    index: int,
-    bounds: Box,
-    *,
-    background: float,
-    noise: float,
-    pixel_size_um: float,
-    smoothing_px: float,
-) -> _Candidate | None:
-    """Segment one seed group and measure its flux and centroid."""
-    pad = math.ceil(
-        (max(CENTROID_MARGIN_UM, 3 * MAX_BLUR_UM) + BACKGROUND_RING_UM) / pixel_size_um
-    )
-    box: Box = (
-        slice(max(bounds[0].start - pad, 0), min(bounds[0].stop + pad, img.shape[0])),
-        slice(max(bounds[1].start - pad, 0), min(bounds[1].stop + pad, img.shape[1])),
-    )
-    labels = groups[box]
-    region = labels == index
-    free = region | (labels == 0)  # not another candidate's pixels
-    local = smooth[box]
-    seed = seeds[box] & region
-    if not seed.any():
-        return None
-    plateau = float(np.percentile(local[seed], PLATEAU_PERCENTILE))
-    ring = (ndi.distance_transform_edt(~region) * pixel_size_um) <= BACKGROUND_RING_UM
-    ring &= ~region & free
-    local_background = (
-        float(np.median(local[ring])) if ring.sum() >= MIN_RING_PIXELS else background
-    )
-    contrast = plateau - local_background
-    if contrast < MIN_CONTRAST_SIGMAS * noise:
-        return None
-    mask = _clean((local > local_background + 0.5 * contrast) & region, pixel_size_um)
-    if not mask.any():
-        return None
-
-    gradient = gradient_magnitude(local, pixel_size_um=pixel_size_um)
-    blur_um = _edge_blur_um(mask, gradient, contrast)
-    # a blurred mark is smoothed more: its edges stay as they are, noise drops
-    wanted_px = RESMOOTH_FRACTION * blur_um / pixel_size_um
-    if wanted_px > smoothing_px:
-        steps = math.floor(BLUR_STEPS_PER_OCTAVE * math.log2(wanted_px / smoothing_px))
-        smoothing_px *= 2.0 ** (steps / BLUR_STEPS_PER_OCTAVE)
-        local = ndi.gaussian_filter(img[box], smoothing_px)
-        gradient = gradient_magnitude(local, pixel_size_um=pixel_size_um)
-    margin_um = max(CENTROID_MARGIN_UM, 3.0 * blur_um)
-    distance_um = ndi.distance_transform_edt(~mask) * pixel_size_um
-    near = (distance_um <= margin_um) & free
-    outer = (distance_um > margin_um) & (distance_um <= margin_um + BACKGROUND_RING_UM)
-    outer &= free
-    if outer.sum() >= MIN_RING_PIXELS:
-        local_background = float(np.median(local[outer]))
-    weights = np.minimum(
-        img[box][near] - local_background, MAX_WEIGHT_PLATEAUS * contrast
-    )
-    weights /= _relative_brightness(
-        local - local_background,
-        mask,
-        near,
-        blur_um=blur_um,
-        pixel_size_um=pixel_size_um,
-    )
-    total = float(weights.sum())
-    if total <= 0:
-        return None
-    rows, cols = np.nonzero(near)
-    centre = (
-        box[0].start + float(np.dot(weights, rows)) / total,
-        box[1].start + float(np.dot(weights, cols)) / total,
-    )
-    return _Candidate(
-        box=box,
-        region=region,
-        smooth=local,
-        smoothing_px=smoothing_px,
-        gradient=gradient,
-        mask=mask,
-        background=local_background,
-        flux=total * pixel_size_um**2,
-        centre_px=centre,
-        touches_border=_touches_border(box, mask, img.shape),
-    )
-
-
-def _relative_brightness(
-    signal: FloatArray,
-    mask: BoolArray,
-    near: BoolArray,
-    *,
-    blur_um: float,
-    pixel_size_um: float,
-) -> FloatArray | float:
-    """Brightness across a mark relative to its mean, at the ``near`` pixels.
-
-    A tilted coverslip puts one side of a mark closer to focus; in a confocal
-    image that side is brighter, which would pull the centroid towards it. A
-    plane is fitted to the mark's core, the pixels farther than three edge
-    widths from its edge, whose brightness blur does not change. Returns 1
-    when the core is too small to fit a plane reliably.
-    """
-    depth_um = ndi.distance_transform_edt(mask) * pixel_size_um
-    core = depth_um >= max(3.0 * blur_um, 2.0 * pixel_size_um)
-    rows, cols = np.nonzero(core)
-    if rows.size < MIN_CORE_PIXELS:
-        return 1.0
-    spread_um = pixel_size_um * math.sqrt(float(np.var(rows) + np.var(cols)))
-    if spread_um < MIN_CORE_SPREAD_UM:
-        return 1.0
-    r0, c0 = float(rows.mean()), float(cols.mean())
-    design = np.column_stack((np.ones(rows.size), rows - r0, cols - c0))
-    coefficients, *_ = np.linalg.lstsq(design, signal[core], rcond=None)
-    level, d_row, d_col = (float(c) for c in coefficients)
-    if level <= 0:
-        return 1.0
-    near_rows, near_cols = np.nonzero(near)
-    relative = 1.0 + (d_row * (near_rows - r0) + d_col * (near_cols - c0)) / level
-    clipped: FloatArray = np.clip(relative, 0.5, 2.0)
-    return clipped
-
-
-def _edge_blur_um(mask: BoolArray, gradient: FloatArray, step: float) -> float:
-    """Gaussian width of the edges of a mask segmented at half a step.
-
-    A straight edge of height ``step`` blurred by a Gaussian of standard
-    deviation ``sigma`` has the slope ``step / (sigma sqrt(2 pi))`` where it
-    crosses half its height.
-    """
-    slope = edge_mean(mask, gradient)
-    if slope <= 0:
-        return MAX_BLUR_UM
-    return min(step / (math.sqrt(2 * math.pi) * slope), MAX_BLUR_UM)
-
-
 def _identify(
-    candidate: _Candidate,
+    candidate: MarkCandidate,
     holder: Holder,
     *,
-    area_um2: float,
-    pixel_size_um: float,
     min_score: float,
 ) -> MarkDetection:
     """Compare a candidate with each holder mark and keep the best match."""
     distances = []
     areas = []
     for spec in holder.marks:
-        distance, area = _hypothesis_distance2(
-            candidate, spec, pixel_size_um=pixel_size_um
-        )
+        distance, area = _hypothesis_distance2(candidate, spec)
         distances.append(distance)
         areas.append(area)
     best, score = score_matches(distances)
     identified = score >= min_score and math.isfinite(distances[best])
+    orientation = None
+    if identified:
+        row0, col0 = candidate.origin_px
+        step = candidate.step
+        pixel = candidate.pixel_size_um
+        orientation = mark_orientation_deg(
+            candidate.smooth - candidate.background,
+            (
+                (candidate.centre_px[0] - row0) / step,
+                (candidate.centre_px[1] - col0) / step,
+            ),
+            holder.marks[best],
+            pixel_size_um=pixel,
+            blur_px=max(candidate.blur_um / pixel, candidate.smoothing_px),
+        )
     return MarkDetection(
         identity=holder.marks[best].identity if identified else "",
         centre_px=candidate.centre_px,
         score=score if math.isfinite(distances[best]) else 0.0,
-        area_um2=areas[best] if identified else area_um2,
+        area_um2=areas[best] if identified else candidate.area_um2,
         touches_border=candidate.touches_border,
+        orientation_deg=orientation,
     )
 
 
 def _hypothesis_distance2(
-    candidate: _Candidate,
-    spec: MarkSpec,
-    *,
-    pixel_size_um: float,
+    candidate: MarkCandidate, spec: MarkSpec
 ) -> tuple[float, float]:
     """Descriptor distance of a candidate to a mark, if it were that mark.
 
@@ -431,9 +190,10 @@ def _hypothesis_distance2(
         Area of that segmentation.
 
     """
+    pixel_size_um = candidate.pixel_size_um
     brightness = candidate.flux / spec.area_um2
     level = candidate.background + 0.5 * brightness
-    mask = _clean((candidate.smooth > level) & candidate.region, pixel_size_um)
+    mask = clean_mask((candidate.smooth > level) & candidate.region, pixel_size_um)
     if not mask.any():
         return math.inf, 0.0
     observed = describe_mask(
@@ -450,33 +210,6 @@ def _hypothesis_distance2(
     return distance, observed.area_um2
 
 
-def _clean(mask: BoolArray, pixel_size_um: float) -> BoolArray:
-    """Drop specks and fill pinholes smaller than :data:`MIN_FEATURE_UM2`."""
-    min_pixels = MIN_FEATURE_UM2 / pixel_size_um**2
-    labels, n = ndi.label(mask, structure=np.ones((3, 3)))
-    if n:
-        keep = np.bincount(labels.ravel()) >= min_pixels
-        keep[0] = False
-        mask = keep[labels]
-    holes, n = ndi.label(~mask)
-    if n:
-        fill = np.bincount(holes.ravel()) < min_pixels
-        fill[0] = False
-        mask = mask | fill[holes]
-    return mask
-
-
-def _touches_border(box: Box, mask: BoolArray, shape: tuple[int, ...]) -> bool:
-    """Whether the mask (placed at ``box``) reaches an edge of the image."""
-    rows, cols = box
-    return bool(
-        (rows.start == 0 and mask[0].any())
-        or (rows.stop == shape[0] and mask[-1].any())
-        or (cols.start == 0 and mask[:, 0].any())
-        or (cols.stop == shape[1] and mask[:, -1].any())
-    )
-
-
 def _unique_identities(
     detections: list[MarkDetection],
 ) -> tuple[MarkDetection, ...]:
@@ -489,7 +222,7 @@ def _unique_identities(
     out = []
     for d in sorted(detections, key=order):
         if d.identity in taken:
-            d = dataclasses.replace(d, identity="")
+            d = dataclasses.replace(d, identity="", orientation_deg=None)
         elif d.identity:
             taken.add(d.identity)
         out.append(d)

@@ -97,6 +97,12 @@ def reference_marks(
 def _coverage(
     shape: str, size_um: float, pixel_size_um: float, angle_deg: float
 ) -> NDArray[np.float32]:
+    return _rasterise(shape, size_um, pixel_size_um, angle_deg)
+
+
+def _rasterise(
+    shape: str, size_um: float, pixel_size_um: float, angle_deg: float
+) -> NDArray[np.float32]:
     supersample = int(min(4, max(1, math.ceil(pixel_size_um / 0.1))))
     coverage = mark_mask(
         shape,
@@ -130,20 +136,59 @@ def _reference_marks(
 
 
 def _blur(coverage: NDArray[np.float32], blur_px: float) -> FloatArray:
-    """Gaussian blur of a coverage map, padded so nothing wraps or is cut."""
+    """Gaussian blur of a coverage map, padded so nothing wraps or is cut.
+
+    The padding is symmetric: the mark's centroid stays at the centre.
+    """
     margin = math.ceil(4 * blur_px) + 2
+    padded = np.pad(coverage.astype(np.float64), margin)
     if blur_px <= _FFT_BLUR_PX:
-        padded = np.pad(coverage.astype(np.float64), margin)
         blurred: FloatArray = ndi.gaussian_filter(padded, blur_px, mode="constant")
         return blurred
-    shape = tuple(
-        scipy.fft.next_fast_len(n + 2 * margin, real=True) for n in coverage.shape
-    )
-    spectrum = ndi.fourier_gaussian(
-        scipy.fft.rfft2(coverage.astype(np.float64), s=shape), blur_px, n=shape[1]
-    )
-    blurred = scipy.fft.irfft2(spectrum, s=shape)
+    fast = tuple(scipy.fft.next_fast_len(n, real=True) for n in padded.shape)
+    spectrum = ndi.fourier_gaussian(scipy.fft.rfft2(padded, s=fast), blur_px, n=fast[1])
+    blurred = scipy.fft.irfft2(spectrum, s=fast)[: padded.shape[0], : padded.shape[1]]
     return blurred
+
+
+def blurred_mark(
+    shape: str,
+    size_um: float,
+    orientation_deg: float = 0.0,
+    *,
+    pixel_size_um: float,
+    blur_px: float,
+) -> FloatArray:
+    """A holder mark as imaged with unit brightness and Gaussian blur.
+
+    Parameters
+    ----------
+    shape : str
+        Shape name (see :data:`correlate.marks.SHAPES`).
+    size_um : float
+        Outer extent of the mark.
+    orientation_deg : float
+        Rotation from the reference pose (see :func:`correlate.marks.mark_mask`).
+    pixel_size_um : float
+        Pixel size of the image.
+    blur_px : float
+        Standard deviation of the blur in pixels.
+
+    Returns
+    -------
+    ndarray of float64
+        Square image with the mark's area centroid at its centre.
+
+    """
+    if orientation_deg in REFERENCE_ORIENTATIONS_DEG:
+        coverage = _coverage(
+            shape, float(size_um), float(pixel_size_um), orientation_deg
+        )
+    else:
+        coverage = _rasterise(
+            shape, float(size_um), float(pixel_size_um), orientation_deg
+        )
+    return _blur(coverage, float(blur_px))
 
 
 def shape_distance2(
@@ -266,6 +311,7 @@ __all__ = [
     "REFERENCE_ORIENTATIONS_DEG",
     "REJECT_DISTANCE2",
     "MarkReference",
+    "blurred_mark",
     "reference_marks",
     "score_matches",
     "shape_distance2",

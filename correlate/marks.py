@@ -61,6 +61,9 @@ class MarkShape:
         Largest distance of any part of the shape from its centroid.
     contains_local : Callable
         ``contains_local(u, v)`` tests membership of local coordinates.
+    symmetry : int
+        Order of rotational symmetry: turning the shape by ``360 / symmetry``
+        degrees leaves it unchanged (0 for any angle: disc, ring).
 
     """
 
@@ -69,6 +72,7 @@ class MarkShape:
     area_um2: float
     radius_um: float
     contains_local: LocalTest
+    symmetry: int = 1
 
 
 def _in_disc(u: FloatArray, v: FloatArray) -> BoolArray:
@@ -159,6 +163,7 @@ SHAPES: dict[str, MarkShape] = {
             math.pi * _DISC_RADIUS_UM**2,
             _DISC_RADIUS_UM,
             _in_disc,
+            symmetry=0,
         ),
         MarkShape(
             "ring",
@@ -166,6 +171,7 @@ SHAPES: dict[str, MarkShape] = {
             math.pi * (_RING_OUTER_RADIUS_UM**2 - _RING_INNER_RADIUS_UM**2),
             _RING_OUTER_RADIUS_UM,
             _in_ring,
+            symmetry=0,
         ),
         MarkShape(
             "cross",
@@ -173,6 +179,7 @@ SHAPES: dict[str, MarkShape] = {
             2 * _CROSS_LENGTH_UM * _CROSS_ARM_WIDTH_UM - _CROSS_ARM_WIDTH_UM**2,
             math.hypot(_CROSS_LENGTH_UM / 2, _CROSS_ARM_WIDTH_UM / 2),
             _in_cross,
+            symmetry=4,
         ),
         MarkShape(
             "triangle",
@@ -180,6 +187,7 @@ SHAPES: dict[str, MarkShape] = {
             math.sqrt(3) / 4 * _TRIANGLE_SIDE_UM**2,
             _TRIANGLE_SIDE_UM / math.sqrt(3),
             _in_triangle,
+            symmetry=3,
         ),
         MarkShape(
             "square",
@@ -187,6 +195,7 @@ SHAPES: dict[str, MarkShape] = {
             _SQUARE_SIDE_UM**2,
             _SQUARE_SIDE_UM / math.sqrt(2),
             _in_square,
+            symmetry=4,
         ),
         MarkShape(
             "double-disc",
@@ -194,6 +203,7 @@ SHAPES: dict[str, MarkShape] = {
             2 * math.pi * _DOUBLE_DISC_RADIUS_UM**2,
             _DOUBLE_DISC_HALF_SEPARATION_UM + _DOUBLE_DISC_RADIUS_UM,
             _in_double_disc,
+            symmetry=2,
         ),
         MarkShape("L", _L_ARM_LENGTH_UM, _L_AREA, _l_radius(), _in_l),
         MarkShape(
@@ -202,6 +212,7 @@ SHAPES: dict[str, MarkShape] = {
             _BAR_LENGTH_UM * _BAR_WIDTH_UM,
             math.hypot(_BAR_LENGTH_UM / 2, _BAR_WIDTH_UM / 2),
             _in_bar,
+            symmetry=2,
         ),
     )
 }
