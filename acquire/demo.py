@@ -9,6 +9,7 @@ so a failed run leaves nothing behind.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import json
 import math
@@ -28,6 +29,7 @@ from acquire.errors import UserError
 from acquire.hardware import describe_scope, illumination, scope
 from acquire.ome_tiff import OmeImage, write_ome_tiff
 from acquire.paths import check_output_folder
+from acquire.storage.jsonsafe import json_safe
 
 __all__ = [
     "DEMO_SCOPES",
@@ -98,21 +100,6 @@ def check_seed(seed: int | None) -> None:
     """
     if seed is not None and not 0 <= seed < 2**31:
         raise UserError(f"--seed {seed} is out of range", "Use 0 <= seed < 2**31.")
-
-
-def _json_ready(value: Any) -> Any:
-    """Dataclasses, tuples and numpy values as plain JSON types."""
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: _json_ready(getattr(value, k)) for k in value.__dataclass_fields__}
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 class _StackCollector:
@@ -266,7 +253,7 @@ def _demo_scope(
             "config": str(config),
             "specimen_seed": int(core.getProperty(camera, "SpecimenSeed")),
             "mount_seed": int(core.getProperty(camera, "MountSeed")),
-            "mount": _json_ready(mount_of(core)),
+            "mount": json_safe(dataclasses.asdict(mount_of(core)), where="mount"),
             "targets": targets,
         }
     return rows, truth

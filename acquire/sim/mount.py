@@ -17,6 +17,7 @@ physical height ``scale_z * Z + noise``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -141,6 +142,8 @@ class Mount:
         return rng.normal(0.0, self.z_repeatability_um, 1)
 
 
+# cached: each simulated camera asks for its mount on every snap
+@functools.lru_cache(maxsize=32)
 def draw_mount(seed: int, limits: MountLimits | None = None) -> Mount:
     """Draw a random mount.
 
