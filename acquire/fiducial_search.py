@@ -236,6 +236,14 @@ def _layout_guesses(
     return guesses
 
 
+def _refocus_coarse(core: CMMCorePlus) -> None:
+    """Autofocus the search objective over the mount's height range, if it can."""
+    try:
+        autofocus(core, range_um=60.0, step_um=3.0)
+    except FocusError:
+        pass  # keep the height; the caller looks anyway
+
+
 def _focus_on(
     scope: _Scope,
     calibration: PixelCalibration,
@@ -251,12 +259,8 @@ def _focus_on(
     """
     xy = _stage_of(scope, calibration, image_shape, det)
     scope.move_xy(xy)
-    try:
-        focus = autofocus(scope.core, range_um=60.0, step_um=3.0)
-        z = focus.z_um
-    except FocusError:
-        z = float(scope.core.getPosition())
-    return np.array([xy[0], xy[1], z])
+    _refocus_coarse(scope.core)
+    return np.array([xy[0], xy[1], float(scope.core.getPosition())])
 
 
 def _survey_coarse(
@@ -283,8 +287,10 @@ def _survey_coarse(
     wanted = set(scope.holder.identities)
     local: list[NDArray[np.float64]] = []  # fields where the layout says
     guessed = False
+    # the spiral's budget bounds the blind search; the layout's guesses after a
+    # first mark are a finite list of their own (a ring at each mark distance)
     global_fields = iter(start + spiral_offsets(step_um, max_fields))
-    while fields < max_fields:
+    while True:
         if approx.keys() >= wanted or (use_nominal and len(approx) >= 2):
             break
         if use_nominal and len(approx) == 1 and not guessed:
@@ -325,6 +331,11 @@ def _survey_coarse(
             scope.move_xy(xy)
             fields += 1
             image, found = scope.detections()
+            if not any(det.identity == identity for det in found):
+                # a tilted coverslip can put this mark beyond the depth of
+                # field at the last mark's height: refocus here and look again
+                _refocus_coarse(core)
+                image, found = scope.detections()
             for det in found:
                 if det.identity == identity:
                     approx[identity] = _focus_on(scope, calibration, image.shape, det)

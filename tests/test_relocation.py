@@ -7,9 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from acquire_helpers import pairscope
 
-from acquire.correlation_run import load_holder, record_fiducials, relocate
+from acquire.correlation_run import (
+    RelocatedTarget,
+    load_holder,
+    record_fiducials,
+    relocate,
+)
 from acquire.errors import UserError
 from acquire.fiducial_search import FiducialSearchError, find_fiducials
 from acquire.hardware import close_core, open_core, scope
@@ -46,34 +52,100 @@ def cell_targets(config: Path, cells: list[int]) -> tuple[Target, ...]:
         )
 
 
-def test_relocation_across_two_randomly_mounted_scopes(tmp_path: Path) -> None:
-    confocal = mounted(tmp_path, "confocal", 31)
-    widefield = mounted(tmp_path, "widefield", 32)
-    cells = list(range(0, 40, 4))
-    session_path = tmp_path / "session.json"
+CELLS = list(range(0, 40, 4))
+
+
+@pytest.fixture(scope="module")
+def confocal_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Scope A (a randomly mounted confocal) records the marks and 10 cells."""
+    folder = tmp_path_factory.mktemp("scope_a")
+    confocal = mounted(folder, "confocal", 31)
+    session_path = folder / "session.json"
     session, found_a = record_fiducials(
         confocal,
         session_path,
         load_holder(HOLDER),
-        targets=cell_targets(confocal, cells),
+        targets=cell_targets(confocal, CELLS),
     )
     assert found_a.missing == ()
     assert load_session(session_path).marks == session.marks  # the handoff file
+    return session_path
 
-    _, relocated, found_b = relocate(session_path, widefield)
-    assert found_b.missing == ()
+
+def relocation_errors(
+    widefield: Path, relocated: tuple[RelocatedTarget, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lateral and axial errors against the truth, and the predicted TRE."""
     with scope(widefield) as core:
         truth = np.array(
-            [groundtruth.stage_position_of_cell(core, c, height_um=2.0) for c in cells]
+            [groundtruth.stage_position_of_cell(core, c, height_um=2.0) for c in CELLS]
         )
     got = np.array([t.stage_xyz_um for t in relocated])
     lateral = np.hypot(*(got[:, :2] - truth[:, :2]).T)
     axial = np.abs(got[:, 2] - truth[:, 2])
-    assert np.sqrt(np.mean(lateral**2)) <= 0.5
-    assert np.sqrt(np.mean(axial**2)) <= 0.5
     predicted = np.array([t.predicted_tre_um for t in relocated])
-    ratio = np.sqrt(np.mean(predicted**2)) / np.sqrt(np.mean(lateral**2))
-    assert 0.5 <= ratio <= 2.0
+    return lateral, axial, predicted
+
+
+def rms(values: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(values**2)))
+
+
+def test_relocation_across_two_randomly_mounted_scopes(
+    tmp_path: Path, confocal_session: Path
+) -> None:
+    widefield = mounted(tmp_path, "widefield", 32)
+    transform, relocated, found_b = relocate(confocal_session, widefield)
+    assert found_b.missing == ()
+    assert transform.rejected == ()
+    lateral, axial, predicted = relocation_errors(widefield, relocated)
+    assert rms(lateral) <= 0.5
+    assert rms(axial) <= 0.5
+    assert 0.5 <= rms(predicted) / rms(lateral) <= 2.0
+
+
+def test_relocation_with_a_covered_mark(tmp_path: Path, confocal_session: Path) -> None:
+    # a bubble over F2 on the wide-field scope: three marks still relocate
+    widefield = mounted(
+        tmp_path,
+        "widefield",
+        34,
+        extra="#py Property,Camera,HiddenFiducials,F2-cross\n",
+    )
+    transform, relocated, found_b = relocate(confocal_session, widefield)
+    assert found_b.missing == ("F2-cross",)
+    assert transform.unmatched == ("F2-cross",)
+    assert set(transform.inliers) == {"F0-disc", "F1-ring", "F3-triangle"}
+    lateral, axial, _ = relocation_errors(widefield, relocated)
+    assert rms(lateral) <= 0.5
+    assert rms(axial) <= 0.5
+
+
+def test_false_detection_is_rejected_and_reported(
+    tmp_path: Path, confocal_session: Path
+) -> None:
+    # F1 is covered and debris like it sits 40 um away: the wide-field finds
+    # and identifies the debris, the fit must reject it and say so
+    widefield = mounted(
+        tmp_path,
+        "widefield",
+        36,
+        extra="#py Property,Camera,FiducialDecoy,F1-ring 40 -25\n",
+    )
+    out = tmp_path / "targets.yaml"
+    proc = pairscope(
+        "relocate", confocal_session, "--config", widefield, "--export", out
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "rejected F1-ring" in proc.stdout
+    exported = yaml.safe_load(out.read_text())["stage_positions"]
+    got = np.array([[p["x"], p["y"], p["z"]] for p in exported])
+    with scope(widefield) as core:
+        truth = np.array(
+            [groundtruth.stage_position_of_cell(core, c, height_um=2.0) for c in CELLS]
+        )
+    assert rms(np.hypot(*(got[:, :2] - truth[:, :2]).T)) <= 0.5
+    assert rms(got[:, 2] - truth[:, 2]) <= 0.5
 
 
 def test_marks_found_match_the_hidden_mount(tmp_path: Path) -> None:

@@ -35,9 +35,11 @@ from acquire.sim.detector import PMTDetector, SCMOSDetector
 from acquire.sim.faults import FaultInjector, register_fault_properties
 from acquire.sim.mount import Mount, MountLimits, draw_mount
 from acquire.sim.objective import Objective, parse_objective_label
+from acquire.sim.occlusion import AlteredSpecimen, parse_decoy, parse_hidden
 from acquire.sim.psf import DZ_FINE_UM, Modality, OpticalSetup
 from acquire.sim.render import CameraGeometry, FieldRenderer
 from acquire.sim.specimen import Specimen, generate_specimen
+from acquire.sim.targets import EmitterSource
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
@@ -103,6 +105,9 @@ class SpecimenCamera(SimpleCameraDevice):
         add("RealTiming", default_value="Yes", allowed_values=["Yes", "No"])
         add("EmissionWavelengthNm", default_value=520.0, limits=(350.0, 900.0))
         add("PhotonRateScale", default_value=1.0, limits=(0.0, 1e7))
+        # marks this scope cannot see, and a lookalike (see acquire.sim.occlusion)
+        add("HiddenFiducials", default_value="")
+        add("FiducialDecoy", default_value="")
         limits = MountLimits()
         add(
             "MountMaxRotationDeg",
@@ -277,13 +282,18 @@ class SpecimenCamera(SimpleCameraDevice):
         geometry = self.geometry(objective)
         mount = self.mount()
         specimen = self.specimen()
+        hidden = parse_hidden(str(self._prop("HiddenFiducials")), specimen)
+        decoy = parse_decoy(str(self._prop("FiducialDecoy")), specimen)
         # shared by every camera of the process: reopening a config (or a second
         # core on the same scope) reuses the OTF tables and the current field
-        key = (setup, geometry, mount, id(specimen))
+        key = (setup, geometry, mount, id(specimen), hidden, decoy)
         with _RENDERERS_LOCK:
             renderer = _RENDERERS.get(key)
             if renderer is None:
-                renderer = FieldRenderer(specimen, mount, setup, geometry)
+                source: EmitterSource = specimen
+                if hidden or decoy:
+                    source = AlteredSpecimen(specimen, hidden, decoy)
+                renderer = FieldRenderer(source, mount, setup, geometry)
                 _RENDERERS[key] = renderer
                 if len(_RENDERERS) > _RENDERER_CACHE_SIZE:
                     _RENDERERS.popitem(last=False)
