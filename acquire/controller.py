@@ -338,7 +338,11 @@ class AcquisitionController:
             path=path,
             data=writer.data(),
             voxel_size_um=writer.spec.voxel_size_um,
-            metadata={"planes": writer.plane_metadata()},
+            metadata={
+                "planes": writer.plane_metadata(),
+                "position_name": writer.spec.position_name,
+                "scope_name": writer.spec.scope_name,
+            },
         )
         for consumer in self.consumers:
             consumer.offer(stack)

@@ -21,6 +21,8 @@ from acquire_helpers import (
 from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.consumers import CompletedStack, StackQueue
 from acquire.hardware import close_core, illumination, open_core
+from acquire.storage.errors import DatasetError
+from acquire.storage.reader import committed_stacks, read_stack
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +86,16 @@ def test_planes_equal_what_the_simulator_renders_and_metadata_round_trips(
     # DemoCamera's XY stage moves in 5 nm steps: reached = commanded to +-5 nm
     xs = [p["stage_x_um"] for p in p1["pairscope"]["planes"]]
     assert xs == pytest.approx([positions[1][0]] * 5, abs=0.006)
+
+    # pairscope's own reader gives back what zarr-python reads
+    assert committed_stacks(out) == ("t0000_p0000_g0000", "t0000_p0001_g0000")
+    stored = read_stack(out, "t0000_p0001_g0000")
+    np.testing.assert_array_equal(stored.data, stacks["t0000_p0001_g0000"])
+    assert stored.voxel_size_um == pytest.approx((0.5, 0.1625, 0.1625))
+    assert stored.stage_xyz_um() == pytest.approx(positions[1], abs=0.006)
+    assert stored.objective() == "Plan-Apochromat 40x/1.3 Oil"
+    with pytest.raises(DatasetError, match="cannot read stack"):
+        read_stack(out, "t0000_p0009_g0000")
 
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete"

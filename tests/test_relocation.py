@@ -223,3 +223,17 @@ def test_bad_holder_and_session_files_are_refused(tmp_path: Path) -> None:
     other.write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(UserError, match="not a pairscope correlation session"):
         load_session(other)
+
+
+def test_occlusion_properties_are_checked() -> None:
+    from acquire.sim.occlusion import Decoy, parse_decoy, parse_hidden
+    from acquire.sim.specimen import generate_specimen
+
+    specimen = generate_specimen(0)
+    assert parse_hidden("F2-cross  F0-disc", specimen) == ("F0-disc", "F2-cross")
+    assert parse_decoy("F1-ring 40 -25.5", specimen) == Decoy("F1-ring", (40.0, -25.5))
+    assert parse_decoy("", specimen) is None
+    with pytest.raises(ValueError, match="no mark named F9"):
+        parse_hidden("F9-star", specimen)
+    with pytest.raises(ValueError, match="identity dx_um dy_um"):
+        parse_decoy("F1-ring 40", specimen)
