@@ -19,7 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from acquire._version import __version__
-from acquire.controller import AcquisitionController, AcquisitionResult
+from acquire.controller import (
+    AcquisitionController,
+    AcquisitionResult,
+    PositionOffset,
+)
 from acquire.engine import RetryPolicy
 from acquire.hardware import scope
 from acquire.sequence import (
@@ -128,6 +132,7 @@ def run_acquisition(
     *,
     consumers: Sequence[StackQueue] = (),
     connect: Any = None,
+    position_offset: PositionOffset | None = None,
 ) -> AcquisitionResult:
     """Run (or resume) an acquisition.
 
@@ -140,6 +145,9 @@ def run_acquisition(
     connect : callable, optional
         Called with the controller before it runs, to connect progress
         displays to ``controller.events``.
+    position_offset : callable, optional
+        Stage offset for each position, asked when its stack begins
+        (closed-loop refinement; see :class:`AcquisitionController`).
 
     Returns
     -------
@@ -157,6 +165,7 @@ def run_acquisition(
             scope_name=request.config_path.stem,
             retry_policy=request.retry_policy,
             consumers=consumers,
+            position_offset=position_offset,
         )
         if connect is not None:
             connect(controller)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ import numpy as np
 from psygnal import Signal, SignalGroup
 from useq import MDAEvent
 
+from acquire.autofocus import stage_limits_of
 from acquire.consumers import CompletedStack, StackQueue
 from acquire.engine import AcquisitionFault, ResilientEngine, RetryPolicy
 from acquire.hardware import objective_device
@@ -147,6 +148,10 @@ class _RecordingEngine(ResilientEngine):
             yield payload
 
 
+PositionOffset = Callable[[str], tuple[float, float, float]]
+"""Stage (dx, dy, dz) in um to add to a position, given its name."""
+
+
 class AcquisitionController:
     """Runs an acquisition plan on a core into a dataset.
 
@@ -164,6 +169,11 @@ class AcquisitionController:
         How snaps and stage moves are retried.
     consumers : sequence of StackQueue, optional
         Live processing fed with each committed stack.
+    position_offset : callable, optional
+        Asked, just before a stack's first event runs, for a stage offset to
+        add to that stack's position (by position name): closed-loop
+        refinement, where stacks registered so far correct later positions.
+        An offset that would leave the soft limits is not applied.
 
     """
 
@@ -176,8 +186,11 @@ class AcquisitionController:
         scope_name: str,
         retry_policy: RetryPolicy | None = None,
         consumers: Sequence[StackQueue] = (),
+        position_offset: PositionOffset | None = None,
     ) -> None:
         self.core = core
+        self.position_offset = position_offset
+        self.applied_offsets: dict[str, tuple[float, float, float]] = {}
         self.plan = plan
         self.dataset = dataset
         self.scope_name = scope_name
@@ -240,7 +253,7 @@ class AcquisitionController:
         )
         self.dataset.update_manifest(status="running")
         try:
-            self.core.mda.run(pending)
+            self.core.mda.run(self._offset_events(pending))
             self._finish_commits()
         except AcquisitionFault as fault:
             result.status = "failed"
@@ -272,6 +285,36 @@ class AcquisitionController:
         result.dropped_stacks = {c.name: c.stats.dropped for c in self.consumers}
         self.events.finished.emit(result)
         return result
+
+    def _offset_events(self, events: Iterable[MDAEvent]) -> Iterator[MDAEvent]:
+        """Events with each stack's offset, asked for when the stack begins."""
+        offsets: dict[StackKey, tuple[float, float, float]] = {}
+        for event in events:
+            if self.position_offset is None or event.x_pos is None:
+                yield event
+                continue
+            key = stack_key(event)
+            if key not in offsets:
+                offsets[key] = self._checked_offset(event)
+                self.applied_offsets[key.name] = offsets[key]
+            dx, dy, dz = offsets[key]
+            update: dict[str, float] = {"x_pos": event.x_pos + dx}
+            if event.y_pos is not None:
+                update["y_pos"] = event.y_pos + dy
+            if event.z_pos is not None:
+                update["z_pos"] = event.z_pos + dz
+            yield event.model_copy(update=update)
+
+    def _checked_offset(self, event: MDAEvent) -> tuple[float, float, float]:
+        assert self.position_offset is not None
+        name = event.pos_name or ""
+        dx, dy, dz = self.position_offset(name)
+        x = float(event.x_pos or 0.0) + dx
+        y = float(event.y_pos or 0.0) + dy
+        z = None if event.z_pos is None else float(event.z_pos) + dz
+        if stage_limits_of(self.core).violation(x, y, z) is not None:
+            return (0.0, 0.0, 0.0)
+        return (float(dx), float(dy), float(dz))
 
     # -- frames -------------------------------------------------------------
 

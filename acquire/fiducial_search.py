@@ -15,6 +15,7 @@ configuration's soft limits.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -238,10 +239,9 @@ def _layout_guesses(
 
 def _refocus_coarse(core: CMMCorePlus) -> None:
     """Autofocus the search objective over the mount's height range, if it can."""
-    try:
+    # on failure, keep the height: the caller looks anyway
+    with contextlib.suppress(FocusError):
         autofocus(core, range_um=60.0, step_um=3.0)
-    except FocusError:
-        pass  # keep the height; the caller looks anyway
 
 
 def _focus_on(

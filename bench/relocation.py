@@ -11,7 +11,8 @@ Usage::
 
     python bench/relocation.py [--quick] [--mounts N]
 
-Prints a table and writes ``bench/results/relocation.json``.
+Prints a table and writes ``bench/results/relocation.json`` (``--quick``:
+``relocation_quick.json``).
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ RESULTS = ROOT / "bench" / "results" / "relocation.json"
 N_TARGETS = 20
 
 
-def mounted_config(folder: Path, name: str, seed: int) -> Path:
-    """A demo config with its own random mount over the full +-180 degrees."""
+def mounted_config(
+    folder: Path, name: str, seed: int, max_rotation_deg: float = 180.0
+) -> Path:
+    """A demo config with its own random mount (rotation up to +-180 degrees)."""
     text = (CONFIGS / f"demo_{name}.cfg").read_text()
     text += (
         f"\n#py Property,Camera,MountSeed,{seed}"
-        "\n#py Property,Camera,MountMaxRotationDeg,180"
+        f"\n#py Property,Camera,MountMaxRotationDeg,{max_rotation_deg:g}"
         "\n#py Property,Camera,RealTiming,No\n"
     )
     path = folder / f"{name}_{seed}.cfg"
@@ -48,14 +51,21 @@ def mounted_config(folder: Path, name: str, seed: int) -> Path:
     return path
 
 
-def run_mount(folder: Path, seed: int) -> dict[str, object]:
+def results_path(quick: bool) -> Path:
+    """Where the results go (a quick run never overwrites the full one)."""
+    return RESULTS.with_name("relocation_quick.json") if quick else RESULTS
+
+
+def run_mount(
+    folder: Path, seed: int, max_rotation_deg: float = 180.0
+) -> dict[str, object]:
     from acquire.correlation_run import load_holder, record_fiducials, relocate
     from acquire.hardware import scope
     from acquire.session import Target
     from acquire.sim import groundtruth
 
-    confocal = mounted_config(folder, "confocal", 1000 + 2 * seed)
-    widefield = mounted_config(folder, "widefield", 1001 + 2 * seed)
+    confocal = mounted_config(folder, "confocal", 1000 + 2 * seed, max_rotation_deg)
+    widefield = mounted_config(folder, "widefield", 1001 + 2 * seed, max_rotation_deg)
     holder = load_holder(CONFIGS / "demo_holder.json")
     with scope(confocal) as core:
         n_cells = len(groundtruth.specimen_of(core).cells)
@@ -148,15 +158,18 @@ def _write(
         "per_mount": rows,
         "failed_mounts": failures,
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    path = results_path(quick)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
     return summary
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--quick", action="store_true", help="one mount, about a minute"
+        "--quick",
+        action="store_true",
+        help="one mount placed by hand (rotation within +-5 deg): under a minute",
     )
     parser.add_argument(
         "--mounts", type=int, default=20, help="random mounts (default 20)"
@@ -169,7 +182,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pairscope-reloc-") as tmp:
         for seed in range(n_mounts):
             try:
-                row = run_mount(Path(tmp), seed)
+                row = run_mount(Path(tmp), seed, 5.0 if args.quick else 180.0)
             except Exception as error:  # a failed mount is a result too
                 failures.append(
                     {"seed": seed, "error": f"{type(error).__name__}: {error}"}
@@ -188,7 +201,7 @@ def main() -> int:
             )
     summary = _write(rows, failures, args.quick, n_mounts)
     print(json.dumps(summary, indent=2))
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
+    print(f"wrote {results_path(args.quick).relative_to(ROOT)}")
     return 0
 
 

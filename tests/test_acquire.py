@@ -277,3 +277,32 @@ def test_grids_and_time_points_each_get_their_own_stack(
     tile_gap = np.abs(tile_0.astype(float) - tile_1).mean()
     time_gap = np.abs(tile_0.astype(float) - later_0).mean()
     assert tile_gap > 2 * time_gap
+
+
+def test_position_offsets_are_asked_per_stack_as_it_begins(
+    tmp_path: Path, config: Path, positions: list[tuple[float, float, float]]
+) -> None:
+    # closed loop: a stack's offset is decided when it starts, after the
+    # frames before it were taken (so what they measured can count)
+    sequence = write_sequence(tmp_path / "seq.yaml", positions, planes=3)
+    frames: list[str] = []
+    asked: list[tuple[str, int]] = []
+
+    def offset(name: str) -> tuple[float, float, float]:
+        asked.append((name, len(frames)))
+        return (2.0 * len(frames), -1.0, 0.5)
+
+    run_acquisition(
+        AcquisitionRequest(sequence, config, tmp_path / "ds"),
+        connect=lambda c: c.events.frame_acquired.connect(
+            lambda name, _c, _z: frames.append(name)
+        ),
+        position_offset=offset,
+    )
+    assert asked == [("cell0", 0), ("cell1", 3)]
+    for index, name in enumerate(("t0000_p0000_g0000", "t0000_p0001_g0000")):
+        x, y, z = read_stack(tmp_path / "ds", name).stage_xyz_um()
+        x0, y0, z0 = positions[index]
+        assert x == pytest.approx(x0 + 6.0 * index, abs=0.01)
+        assert y == pytest.approx(y0 - 1.0, abs=0.01)
+        assert z == pytest.approx(z0 + 0.5, abs=0.01)
