@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from correlate.stage_fit import DESIGNS
-from correlate.tre import lateral_tre, plane_error
+from correlate.tre import lateral_covariance, lateral_tre, plane_error
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "StageTransform", "TransformError"]
 
@@ -176,6 +176,33 @@ class StageTransform:
             self.fiducial_sigma_um,
         )
         return tre.reshape(()) if single else tre
+
+    def predicted_covariance_um2(self, xyz_um: ArrayLike) -> NDArray[np.float64]:
+        """Predicted 2x2 lateral error covariance of each mapped target.
+
+        Its trace is the square of :meth:`predicted_tre_um`; its eigenvectors
+        and eigenvalues give the error ellipse in scope-B stage x, y.
+
+        Parameters
+        ----------
+        xyz_um : array_like, shape (2,), (3,), (n, 2) or (n, 3)
+            Targets in scope-A stage coordinates (z is not used), um.
+
+        Returns
+        -------
+        ndarray, shape (2, 2) or (n, 2, 2)
+            Covariance in um^2.
+
+        """
+        pts, single = _points(xyz_um, (2, 3))
+        covariance = lateral_covariance(
+            self.design,
+            self.cofactor,
+            self.centre_a_um,
+            pts[:, :2],
+            self.fiducial_sigma_um,
+        )
+        return covariance[0] if single else covariance
 
     def predicted_z_error_um(self, xyz_um: ArrayLike) -> NDArray[np.float64]:
         """Predicted standard deviation of the mapped z of each target.

@@ -113,6 +113,29 @@ def lateral_tre(
     return np.asarray(sigma_um * np.sqrt(var), dtype=np.float64)
 
 
+def lateral_covariance(
+    design: str,
+    cofactor: NDArray[np.float64],
+    centre_um: NDArray[np.float64],
+    xy_a_um: NDArray[np.float64],
+    sigma_um: float,
+) -> NDArray[np.float64]:
+    """Predicted 2x2 covariance of mapped targets (scope-B x, y), for error ellipses.
+
+    Parameters are those of :func:`lateral_tre`, whose result is the square
+    root of this covariance's trace.
+
+    Returns
+    -------
+    ndarray, shape (n, 2, 2)
+        ``C_t = sigma^2 J_t (J^T J)^-1 J_t^T`` per target, in um^2.
+
+    """
+    rows = design_rows(design, xy_a_um - centre_um)  # (n, 2, k)
+    covariance = np.einsum("nik,kl,njl->nij", rows, cofactor, rows)
+    return np.asarray(sigma_um**2 * covariance, dtype=np.float64)
+
+
 def plane_error(
     cofactor: NDArray[np.float64],
     centre_um: NDArray[np.float64],

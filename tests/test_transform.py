@@ -406,3 +406,32 @@ def test_from_dict_rejects_foreign_dictionaries() -> None:
     del d["cofactor"]
     with pytest.raises(TransformError, match="lacks 'cofactor'"):
         StageTransform.from_dict(d)
+
+
+def test_error_ellipse_covariance_matches_monte_carlo() -> None:
+    # noisy marks on scope B, an affine fit each time: the scatter of a mapped
+    # target is the predicted covariance (its trace is the TRE squared)
+    rng = np.random.default_rng(5)
+    nominal = np.array([[-1300, 1300], [1300, 1300], [1300, -1300], [-1300, -1300]])
+    nominal = np.vstack([nominal, [[0.0, 1500.0]]])  # 5 marks: affine has 1 dof
+    matrix = np.array([[0.98, -0.17, 120.0], [0.17, 0.98, -40.0]])
+    sigma = 0.4
+    target = np.array([2500.0, -600.0])
+    mapped, predicted = [], []
+    for _ in range(600):
+        marks_a = {f"m{i}": (x, y, 0.0) for i, (x, y) in enumerate(nominal)}
+        b = nominal @ matrix[:, :2].T + matrix[:, 2]
+        b = b + rng.normal(0.0, sigma, b.shape)
+        marks_b = {f"m{i}": (x, y, 0.0) for i, (x, y) in enumerate(b)}
+        tr = fit_stage_transform(
+            marks_a, marks_b, model="affine", fiducial_sigma_um=sigma
+        )
+        mapped.append(tr.apply([*target, 0.0])[:2])
+        scale = (sigma / tr.fiducial_sigma_um) ** 2
+        predicted.append(tr.predicted_covariance_um2(target) * scale)
+    empirical = np.cov(np.array(mapped).T)
+    expected = np.mean(predicted, axis=0)
+    np.testing.assert_allclose(empirical, expected, atol=0.15 * np.trace(expected))
+    last = predicted[-1] / scale
+    assert np.trace(last) == pytest.approx(float(tr.predicted_tre_um(target)) ** 2)
+    assert last.shape == (2, 2) and np.allclose(last, last.T)
