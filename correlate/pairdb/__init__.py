@@ -1,0 +1,30 @@
+"""The paired-image database: registered wide-field/confocal stacks of the same cells.
+
+A folder with an SQLite catalog and one OME-Zarr (NGFF 0.5) per pair; splits
+by cell; OME-TIFF import of stacks acquired elsewhere; PNG montages. Plain
+arrays, numbers and JSON values in and out: it depends on no other part of
+pairscope.
+"""
+
+from correlate.pairdb.database import PairDatabase
+from correlate.pairdb.errors import PairDatabaseError
+from correlate.pairdb.montage import montage_array, write_montage_png
+from correlate.pairdb.ome_import import ImportedStack, read_ome_tiff_stack
+from correlate.pairdb.records import CHANNELS, SPLITS, PairRecord, StackMeta
+from correlate.pairdb.splits import DEFAULT_FRACTIONS, assign_splits, cell_unit_hash
+
+__all__ = [
+    "CHANNELS",
+    "DEFAULT_FRACTIONS",
+    "SPLITS",
+    "ImportedStack",
+    "PairDatabase",
+    "PairDatabaseError",
+    "PairRecord",
+    "StackMeta",
+    "assign_splits",
+    "cell_unit_hash",
+    "montage_array",
+    "read_ome_tiff_stack",
+    "write_montage_png",
+]

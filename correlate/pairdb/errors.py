@@ -1,0 +1,26 @@
+"""The one error the paired-image database raises."""
+
+from __future__ import annotations
+
+__all__ = ["PairDatabaseError"]
+
+
+class PairDatabaseError(ValueError):
+    """A pair database, a pair or an imported stack cannot be used as asked.
+
+    ``str()`` is one message: what is wrong, the path or pair it concerns,
+    and how to fix it.
+
+    Parameters
+    ----------
+    what : str
+        What is wrong (one sentence, naming the path, pair or argument).
+    hint : str
+        How to fix it.
+
+    """
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        self.what = what.rstrip(". ")
+        self.hint = hint.strip()
+        super().__init__(f"{self.what}. {self.hint}".strip())
