@@ -119,6 +119,7 @@ def _write(
     lateral = np.array([r["lateral_rms_um"] for r in rows])
     axial = np.array([r["axial_rms_um"] for r in rows])
     predicted = np.array([r["predicted_tre_rms_um"] for r in rows])
+    ratios = predicted / lateral
     summary = {
         "mounts_measured": len(rows),
         "mounts_failed": len(failures),
@@ -131,6 +132,11 @@ def _write(
         "predicted_over_measured_lateral": float(
             np.sqrt(np.mean(predicted**2)) / np.sqrt(np.mean(lateral**2))
         ),
+        "predicted_over_measured_per_mount": {
+            "min": float(min(ratios)),
+            "max": float(max(ratios)),
+            "within_factor_2": int(sum(0.5 <= r <= 2.0 for r in ratios)),
+        },
         "all_marks_found": all(r["marks_found"] == [4, 4] for r in rows),
         "mean_time_s": {
             "confocal_find": float(
