@@ -1,0 +1,35 @@
+"""Errors a user of the enhancement library can cause.
+
+Each carries one message: what is wrong, where, and how to fix it. Front ends
+(the command line, a live viewer) print it as it stands.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointError", "EnhanceError", "VoxelSizeError"]
+
+
+class EnhanceError(Exception):
+    """A mistake in the data or options given to training, prediction or evaluation.
+
+    Parameters
+    ----------
+    what : str
+        What is wrong (one sentence, naming the data or option).
+    hint : str
+        How to fix it.
+
+    """
+
+    def __init__(self, what: str, hint: str = "") -> None:
+        self.what = what.rstrip(". ")
+        self.hint = hint.strip()
+        super().__init__(f"{self.what}. {self.hint}".strip())
+
+
+class CheckpointError(EnhanceError):
+    """A model file that is missing, corrupt, foreign or of an incompatible version."""
+
+
+class VoxelSizeError(EnhanceError):
+    """A stack whose voxel size does not match the one a model was trained for."""

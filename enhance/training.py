@@ -1,0 +1,436 @@
+"""Training a residual U-Net on wide-field/confocal pairs.
+
+Patches are drawn afresh every epoch from the training split only, each with a
+random XY flip/rotation (the same on input and target). Validation uses one
+fixed set of un-augmented patches from the validation split, drawn once from
+the seed, so validation losses of different epochs are comparable. The
+weights of the epoch with the lowest validation loss are kept; training stops
+when it has not improved for ``patience`` epochs.
+
+A run is reproducible on the same machine and device: torch, NumPy and the
+patch sampling are seeded from ``TrainingConfig.seed`` and torch's
+deterministic algorithms are switched on for the run (on CUDA with
+``warn_only``, since a few kernels have no deterministic variant). A
+``max_duration_s`` limit makes the number of epochs depend on speed.
+
+Mixed precision (``torch.autocast``) is used on CUDA only; CPU and MPS train in
+float32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from enhance.checkpoint import Checkpoint, TrainingProvenance
+from enhance.data import TrainingPair, common_voxel_size_um
+from enhance.device import configure_threads, select_device
+from enhance.errors import EnhanceError
+from enhance.normalization import PercentileNormalization
+from enhance.patches import sample_patches
+from enhance.unet import UNet3D, UNetConfig
+
+__all__ = ["EpochRecord", "TrainingConfig", "TrainingResult", "train_model"]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Settings of one training run.
+
+    Attributes
+    ----------
+    unet : UNetConfig
+        Architecture.
+    normalization : PercentileNormalization
+        Intensity normalisation of input and target stacks.
+    patch_shape : tuple of int
+        ``(z, y, x)`` training patch size; each must be a multiple of
+        ``unet.shape_multiple``. Equal y and x allow 90-degree rotations.
+    batch_size : int
+        Patches per optimiser step.
+    steps_per_epoch : int
+        Optimiser steps between validations.
+    max_epochs : int
+        Upper limit of epochs.
+    patience : int
+        Epochs without a better validation loss before stopping.
+    learning_rate : float
+        Initial Adam learning rate; halved when validation stalls for
+        ``max(1, patience // 2)`` epochs.
+    loss : {"l1", "mse"}
+        Pixel loss in normalised units.
+    n_val_patches : int
+        Size of the fixed validation patch set.
+    seed : int
+        Seed of torch, NumPy and patch sampling.
+    device : str
+        ``"auto"`` (CUDA, MPS, CPU), or a torch device name.
+    num_threads : int or None
+        CPU threads for torch (``None``: torch's default, capped at the CPUs
+        this process may use).
+    amp : bool
+        Mixed precision on CUDA (ignored elsewhere).
+    max_duration_s : float or None
+        Stop after the epoch during which this much time has passed.
+
+    """
+
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    normalization: PercentileNormalization = field(
+        default_factory=PercentileNormalization
+    )
+    patch_shape: tuple[int, int, int] = (16, 64, 64)
+    batch_size: int = 8
+    steps_per_epoch: int = 50
+    max_epochs: int = 100
+    patience: int = 10
+    learning_rate: float = 4e-4
+    loss: Literal["l1", "mse"] = "l1"
+    n_val_patches: int = 32
+    seed: int = 0
+    device: str = "auto"
+    num_threads: int | None = None
+    amp: bool = True
+    max_duration_s: float | None = None
+
+    def __post_init__(self) -> None:
+        multiple = self.unet.shape_multiple
+        if len(self.patch_shape) != 3 or any(
+            p < 1 or p % m for p, m in zip(self.patch_shape, multiple, strict=True)
+        ):
+            raise EnhanceError(
+                f"patch_shape {self.patch_shape} must be 3 positive multiples of "
+                f"{multiple} (z, y, x) for a depth-{self.unet.depth} U-Net",
+                "round each size to a multiple",
+            )
+        for name in (
+            "batch_size",
+            "steps_per_epoch",
+            "max_epochs",
+            "patience",
+            "n_val_patches",
+        ):
+            if getattr(self, name) < 1:
+                raise EnhanceError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise EnhanceError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.loss not in ("l1", "mse"):
+            raise EnhanceError(f"unknown loss {self.loss!r}", "use 'l1' or 'mse'")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary of all settings."""
+        data = asdict(self)
+        data["unet"] = self.unet.to_dict()
+        data["normalization"] = self.normalization.to_dict()
+        data["patch_shape"] = list(self.patch_shape)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingConfig:
+        """Inverse of :meth:`to_dict` (e.g. from ``checkpoint.training["config"]``).
+
+        Raises
+        ------
+        EnhanceError
+            On unknown keys or invalid values.
+
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise EnhanceError(f"unknown training settings {sorted(unknown)}")
+        values = dict(data)
+        if "unet" in values:
+            values["unet"] = UNetConfig.from_dict(dict(values["unet"]))
+        if "normalization" in values:
+            values["normalization"] = PercentileNormalization.from_dict(
+                dict(values["normalization"])
+            )
+        if "patch_shape" in values:
+            values["patch_shape"] = tuple(int(v) for v in values["patch_shape"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """Losses of one epoch (normalised units)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    learning_rate: float
+    seconds: float
+
+
+@dataclass(frozen=True, eq=False)
+class TrainingResult:
+    """Outcome of :func:`train_model`.
+
+    Attributes
+    ----------
+    checkpoint : Checkpoint
+        Best weights with their metadata; ``checkpoint.save(path)`` writes it.
+    history : tuple of EpochRecord
+        One record per epoch run.
+    best_epoch : int
+        Epoch whose weights were kept.
+    stopped_early : bool
+        Training ended by patience (not by ``max_epochs`` or time).
+    device : str
+        Device trained on.
+    seconds : float
+        Wall time of the run.
+
+    """
+
+    checkpoint: Checkpoint
+    history: tuple[EpochRecord, ...]
+    best_epoch: int
+    stopped_early: bool
+    device: str
+    seconds: float
+
+
+def _check_split(
+    pairs: Sequence[TrainingPair], patch_shape: tuple[int, int, int], what: str
+) -> None:
+    if not pairs:
+        raise EnhanceError(f"the {what} holds no pairs", f"add pairs to the {what}")
+    fits = [
+        p
+        for p in pairs
+        if all(s >= q for s, q in zip(p.widefield.shape, patch_shape, strict=True))
+    ]
+    if not fits:
+        shapes = sorted({tuple(p.widefield.shape) for p in pairs})
+        raise EnhanceError(
+            f"no stack of the {what} holds one {patch_shape} (z, y, x) patch "
+            f"(stack shapes {shapes})",
+            "use a smaller patch_shape or add larger stacks",
+        )
+
+
+def _normalised(
+    pairs: Sequence[TrainingPair], norm: PercentileNormalization
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.float32]]]:
+    inputs = [norm.apply(np.asarray(p.widefield, dtype=np.float32)) for p in pairs]
+    targets = [norm.apply(np.asarray(p.confocal, dtype=np.float32)) for p in pairs]
+    return inputs, targets
+
+
+def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
+    if device.type != "cuda" or not enabled:
+        return nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def _batched_loss(
+    model: UNet3D,
+    xs: NDArray[np.float32],
+    ys: NDArray[np.float32],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    batch_size: int,
+    device: torch.device,
+    amp: bool,
+) -> float:
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(xs), batch_size):
+            x = torch.from_numpy(xs[start : start + batch_size, None]).to(device)
+            y = torch.from_numpy(ys[start : start + batch_size, None]).to(device)
+            with _autocast(device, amp):
+                pred = model(x)
+            total += float(loss_fn(pred.float(), y)) * len(x)
+    return total / len(xs)
+
+
+def train_model(
+    train_pairs: Sequence[TrainingPair],
+    val_pairs: Sequence[TrainingPair],
+    config: TrainingConfig,
+    *,
+    progress: Callable[[EpochRecord], None] | None = None,
+    catalog_sha256: str | None = None,
+    command_line: Sequence[str] | None = None,
+) -> TrainingResult:
+    """Train a residual U-Net that maps wide-field stacks to confocal ones.
+
+    Parameters
+    ----------
+    train_pairs : sequence of TrainingPair
+        Training split (patches come from here only).
+    val_pairs : sequence of TrainingPair
+        Validation split (early stopping and the kept weights).
+    config : TrainingConfig
+        Settings.
+    progress : callable, optional
+        Called with each :class:`EpochRecord` as the epoch ends.
+    catalog_sha256 : str, optional
+        Hash of the database catalog, recorded in the checkpoint.
+    command_line : sequence of str, optional
+        Command that started training, recorded in the checkpoint.
+
+    Returns
+    -------
+    TrainingResult
+
+    Raises
+    ------
+    EnhanceError
+        If a split is empty, holds no stack as large as one patch, or mixes
+        voxel sizes, or the two splits differ in voxel size.
+
+    """
+    _check_split(train_pairs, config.patch_shape, "training split")
+    _check_split(val_pairs, config.patch_shape, "validation split")
+    voxel = common_voxel_size_um(train_pairs, what="training split")
+    common_voxel_size_um(
+        [train_pairs[0], *val_pairs], what="training and validation splits"
+    )
+
+    started = time.perf_counter()
+    device = select_device(config.device)
+    if device.type == "cpu":
+        configure_threads(config.num_threads)
+    use_amp = config.amp and device.type == "cuda"
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    try:
+        torch.manual_seed(config.seed)
+        rng = np.random.default_rng(config.seed)
+        val_rng = np.random.default_rng([config.seed, 1])
+        train_in, train_tg = _normalised(train_pairs, config.normalization)
+        val_in, val_tg = _normalised(val_pairs, config.normalization)
+        val_x, val_y = sample_patches(
+            val_in,
+            val_tg,
+            patch_shape=config.patch_shape,
+            n_patches=config.n_val_patches,
+            rng=val_rng,
+            augment=False,
+        )
+        model = UNet3D(config.unet).to(device)
+        optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimiser, factor=0.5, patience=max(1, config.patience // 2)
+        )
+        scaler = torch.amp.GradScaler(
+            "cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()
+        )
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
+            torch.nn.functional.l1_loss
+            if config.loss == "l1"
+            else torch.nn.functional.mse_loss
+        )
+        val_kwargs = {"batch_size": config.batch_size, "device": device, "amp": use_amp}
+        identity_loss = float(loss_fn(torch.from_numpy(val_x), torch.from_numpy(val_y)))
+
+        history: list[EpochRecord] = []
+        best_loss, best_epoch, best_state = float("inf"), 0, None
+        stale, stopped_early = 0, False
+        for epoch in range(1, config.max_epochs + 1):
+            epoch_start = time.perf_counter()
+            xs, ys = sample_patches(
+                train_in,
+                train_tg,
+                patch_shape=config.patch_shape,
+                n_patches=config.steps_per_epoch * config.batch_size,
+                rng=rng,
+            )
+            model.train()
+            running = 0.0
+            for step in range(config.steps_per_epoch):
+                batch = slice(step * config.batch_size, (step + 1) * config.batch_size)
+                x = torch.from_numpy(xs[batch, None]).to(device)
+                y = torch.from_numpy(ys[batch, None]).to(device)
+                optimiser.zero_grad(set_to_none=True)
+                with _autocast(device, use_amp):
+                    pred = model(x)
+                loss = loss_fn(pred.float(), y)
+                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+                scaler.step(optimiser)
+                scaler.update()
+                running += float(loss.detach())
+            val_loss = _batched_loss(model, val_x, val_y, loss_fn, **val_kwargs)  # type: ignore[arg-type]
+            if not np.isfinite(val_loss):
+                raise EnhanceError(
+                    f"training diverged at epoch {epoch} (validation loss {val_loss})",
+                    "lower learning_rate or turn amp off",
+                )
+            scheduler.step(val_loss)
+            record = EpochRecord(
+                epoch=epoch,
+                train_loss=running / config.steps_per_epoch,
+                val_loss=val_loss,
+                learning_rate=float(optimiser.param_groups[0]["lr"]),
+                seconds=time.perf_counter() - epoch_start,
+            )
+            history.append(record)
+            if progress is not None:
+                progress(record)
+            if val_loss < best_loss:
+                best_loss, best_epoch, stale = val_loss, epoch, 0
+                best_state = {
+                    k: v.detach().to("cpu").clone()
+                    for k, v in model.state_dict().items()
+                }
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    stopped_early = True
+                    break
+            if (
+                config.max_duration_s is not None
+                and time.perf_counter() - started >= config.max_duration_s
+            ):
+                break
+    finally:
+        torch.use_deterministic_algorithms(
+            previous_deterministic, warn_only=previous_warn_only
+        )
+    assert best_state is not None  # at least one epoch ran with a finite loss
+    seconds = time.perf_counter() - started
+    checkpoint = Checkpoint(
+        unet=config.unet,
+        state_dict=best_state,
+        normalization=config.normalization,
+        voxel_size_um=voxel,
+        provenance=TrainingProvenance(
+            catalog_sha256=catalog_sha256,
+            train_pair_ids=tuple(p.pair_id for p in train_pairs),
+            val_pair_ids=tuple(p.pair_id for p in val_pairs),
+            train_cell_ids=tuple(sorted({p.cell_id for p in train_pairs})),
+            val_cell_ids=tuple(sorted({p.cell_id for p in val_pairs})),
+        ),
+        metrics={"val_loss": best_loss, "val_loss_identity": identity_loss},
+        training={
+            "config": config.to_dict(),
+            "epochs_run": len(history),
+            "best_epoch": best_epoch,
+            "stopped_early": stopped_early,
+            "device": str(device),
+            "seconds": round(seconds, 3),
+            "history": [asdict(r) for r in history],
+        },
+        seed=config.seed,
+        command_line=None if command_line is None else tuple(command_line),
+    )
+    return TrainingResult(
+        checkpoint=checkpoint,
+        history=tuple(history),
+        best_epoch=best_epoch,
+        stopped_early=stopped_early,
+        device=str(device),
+        seconds=seconds,
+    )
