@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from acquire.sim.camera import SpecimenCamera
 from acquire.sim.mount import Mount
+from acquire.sim.psf import DZ_FINE_UM
 from acquire.sim.specimen import Specimen
 
 if TYPE_CHECKING:
@@ -81,3 +82,27 @@ def stage_position_of_cell(
     x, y = cells[cell_index].centre_um
     stage = stage_position_of(core, (x, y, height_um))
     return float(stage[0]), float(stage[1]), float(stage[2])
+
+
+def landed_position(core: CMMCorePlus) -> tuple[tuple[float, float], float]:
+    """Where the optical axis and the focal plane really are, landing errors included.
+
+    Call it after a snap at the core's current position: it reads the same
+    landing errors that snap used (a fresh position would draw new ones).
+
+    Parameters
+    ----------
+    core : CMMCorePlus
+        A UniMMCore with a simulated camera loaded.
+
+    Returns
+    -------
+    tuple
+        Physical ``(x, y)`` of the optical axis in um, and the physical height
+        of the rendered focal plane in um (quantised like the renderer's).
+
+    """
+    camera = simulated_camera(core)
+    axis_xy, focus_z = camera._physical_position(camera.read_scope_state())
+    rendered_z = round(focus_z / DZ_FINE_UM) * DZ_FINE_UM
+    return (float(axis_xy[0]), float(axis_xy[1])), float(rendered_z)
