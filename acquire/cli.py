@@ -8,24 +8,24 @@ the process exits.
 
 from __future__ import annotations
 
-import functools
 import gc
 import math
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
 from acquire._version import __version__
 from acquire.acquisition import AcquisitionRequest
 from acquire.cli_acquire import acquire_main
-from acquire.config_check import ConfigError
+from acquire.cli_common import console, err_console
+from acquire.cli_common import handle_errors as _handle_errors
+from acquire.cli_gui import gui
+from acquire.cli_pairs import pairs_app
 from acquire.correlation_run import (
     export_sequence,
     load_holder,
@@ -45,7 +45,7 @@ from acquire.errors import UserError
 from acquire.hardware import ScopeDescription, describe_scope, scope
 from acquire.ome_tiff import write_ome_tiff
 from acquire.paths import check_adapter_paths, check_output_file, check_output_folder
-from acquire.sequence import SequenceError, SequenceLimits
+from acquire.sequence import SequenceLimits
 from acquire.snapshot import take_snapshot
 
 __all__ = ["MAX_EXPOSURE_MS", "UserError", "app", "main"]
@@ -57,43 +57,16 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"pairscope: error: {message}", soft_wrap=True, markup=False)
-    return typer.Exit(code)
-
-
-def _handle_errors(func: F) -> F:
-    """Turn user errors into exit code 2 and crashes into exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except (ConfigError, UserError, SequenceError) as exc:
-            raise _fail(str(exc), 2) from None
-        except KeyboardInterrupt:
-            raise _fail("interrupted", 130) from None
-        except typer.Exit:
-            raise
-        except Exception as exc:
-            detail = " ".join(str(exc).split()) or "no details"
-            raise _fail(f"{type(exc).__name__}: {detail}", 1) from None
-        finally:
-            gc.collect()
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
     if value:
         console.print(f"pairscope {__version__}")
         raise typer.Exit(0)
+
+
+app.add_typer(pairs_app, name="pairs")
+app.command("gui")(gui)
 
 
 @app.callback()

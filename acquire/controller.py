@@ -190,6 +190,7 @@ class AcquisitionController:
     ) -> None:
         self.core = core
         self.position_offset = position_offset
+        # position name (or stack name) -> offset applied to it
         self.applied_offsets: dict[str, tuple[float, float, float]] = {}
         self.plan = plan
         self.dataset = dataset
@@ -296,7 +297,7 @@ class AcquisitionController:
             key = stack_key(event)
             if key not in offsets:
                 offsets[key] = self._checked_offset(event)
-                self.applied_offsets[key.name] = offsets[key]
+                self.applied_offsets[event.pos_name or key.name] = offsets[key]
             dx, dy, dz = offsets[key]
             update: dict[str, float] = {"x_pos": event.x_pos + dx}
             if event.y_pos is not None:

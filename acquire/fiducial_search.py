@@ -367,7 +367,9 @@ def _measure_fine(
             return None, calibration
         if calibration is None:
             report("calibrating the fine objective on the first mark")
-            calibration = calibrate_camera(core, step_um=12.0, n_moves=12)
+            fov_um = min(image.shape) * float(core.getPixelSizeUm())
+            step_um = min(12.0, 0.25 * fov_um)  # the mark must stay in view
+            calibration = calibrate_camera(core, step_um=step_um, n_moves=12)
             continue
         offset = np.asarray(
             calibration.stage_offset_um(np.asarray(det.centre_px), shape=image.shape),

@@ -1,0 +1,67 @@
+"""What every ``pairscope`` subcommand shares: consoles and error handling.
+
+User errors (a broken configuration, a bad path, an existing output, a bad
+option value, a damaged database or checkpoint) print one message to stderr
+and exit with code 2; unexpected failures print one line and exit with code 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from acquire.config_check import ConfigError
+from acquire.errors import UserError
+from acquire.sequence import SequenceError
+from correlate.pairdb import PairDatabaseError
+from correlate.registration import RegistrationError
+from enhance.errors import EnhanceError
+
+__all__ = ["console", "err_console", "fail", "handle_errors"]
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    UserError,
+    SequenceError,
+    PairDatabaseError,
+    RegistrationError,
+    EnhanceError,
+)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    """Print ``message`` as the one error line and return the exit to raise."""
+    err_console.print(f"pairscope: error: {message}", soft_wrap=True, markup=False)
+    return typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Turn user errors into exit code 2 and crashes into exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as exc:
+            raise fail(str(exc), 2) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+        except typer.Exit:
+            raise
+        except Exception as exc:
+            detail = " ".join(str(exc).split()) or "no details"
+            raise fail(f"{type(exc).__name__}: {detail}", 1) from None
+        finally:
+            gc.collect()
+
+    return wrapper  # type: ignore[return-value]

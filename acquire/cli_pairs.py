@@ -1,0 +1,216 @@
+"""``pairscope pairs``: build, list and show the paired-image database."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich import box
+from rich.table import Table
+
+from acquire.cli_common import console, err_console, handle_errors
+from acquire.errors import UserError
+from acquire.paired_run import PairedRunRequest
+from acquire.pairing import PairOutcome
+from acquire.paths import check_output_folder
+from correlate.pairdb import SPLITS, PairDatabase
+
+__all__ = ["pairs_app"]
+
+pairs_app = typer.Typer(
+    help="The paired-image database: acquire and build pairs, list, show.",
+    no_args_is_help=True,
+)
+
+
+def _outcome_line(outcome: PairOutcome) -> str:
+    state = "paired" if outcome.accepted else "FLAGGED"
+    ncc = outcome.metrics.get("ncc", math.nan)
+    why = "" if outcome.accepted else f": {outcome.reason}"
+    return (
+        f"{outcome.position_name}: {state} (NCC {ncc:.3f}, started "
+        f"{outcome.start_offset_um:.2f} um off){why}"
+    )
+
+
+def print_outcomes(outcomes: list[PairOutcome]) -> None:
+    """The pairs table and the closed-loop summary."""
+    table = Table(title="pairs", box=box.SIMPLE_HEAD)
+    for column in ("position", "pair", "state", "NCC", "started off um", "why"):
+        table.add_column(column)
+    for o in outcomes:
+        table.add_row(
+            o.position_name,
+            o.pair_id or "",
+            "paired" if o.accepted else "FLAGGED",
+            f"{o.metrics.get('ncc', math.nan):.3f}",
+            f"{o.start_offset_um:.2f}",
+            "" if o.accepted else o.reason,
+        )
+    console.print(table)
+    starts = [o.start_offset_um for o in outcomes if o.accepted]
+    if len(starts) >= 4:
+        half = len(starts) // 2
+        console.print(
+            "closed loop: stacks started "
+            f"{np.sqrt(np.mean(np.square(starts[:half]))):.2f} um RMS off in the "
+            f"first half, {np.sqrt(np.mean(np.square(starts[half:]))):.2f} um in "
+            "the second",
+            markup=False,
+        )
+
+
+@pairs_app.command("acquire")
+@handle_errors
+def acquire_pairs(
+    session: Annotated[
+        Path, typer.Argument(help="Session from `pairscope fiducials`.")
+    ],
+    confocal: Annotated[
+        Path, typer.Option("--confocal", help="Scope A's dataset at the targets.")
+    ],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Wide-field config.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New wide-field dataset.")],
+    database: Annotated[
+        Path, typer.Option("--db", help="Paired database (created if missing).")
+    ],
+    objective: Annotated[
+        str | None, typer.Option("--objective", help="Acquisition objective label.")
+    ] = None,
+    search_objective: Annotated[
+        str | None, typer.Option("--search-objective", help="Mark search objective.")
+    ] = None,
+    closed_loop: Annotated[
+        bool,
+        typer.Option(
+            "--closed-loop/--open-loop",
+            help="Correct later positions with the registrations so far.",
+        ),
+    ] = True,
+    wait_for_registration: Annotated[
+        bool,
+        typer.Option(
+            "--wait-for-registration",
+            help="Before each stack, wait for the registrations before it.",
+        ),
+    ] = False,
+) -> None:
+    """Relocate, acquire at every target, register each stack as it completes."""
+    from acquire.paired_run import run_paired_acquisition
+
+    check_output_folder(out)
+    result = run_paired_acquisition(
+        PairedRunRequest(
+            session=session,
+            confocal_dataset=confocal,
+            config=config,
+            out=out,
+            database=database,
+            objective=objective,
+            search_objective=search_objective,
+            closed_loop=closed_loop,
+            wait_for_registration=wait_for_registration,
+        ),
+        progress=lambda line: err_console.print(line, markup=False),
+        on_outcome=lambda o: err_console.print(_outcome_line(o), markup=False),
+    )
+    print_outcomes(result.outcomes)
+    acquisition = result.acquisition
+    console.print(
+        f"acquisition {acquisition.status}: {acquisition.stacks_committed} stacks, "
+        f"{len(result.outcomes)} registered, "
+        f"{sum(o.accepted for o in result.outcomes)} paired, "
+        f"{result.registration_failures} failed; database {database}",
+        markup=False,
+    )
+    if acquisition.status != "complete":
+        raise UserError(
+            f"the acquisition ended {acquisition.status}: {acquisition.failure}",
+            f"Pairs so far are in {database}; fix the cause and run again.",
+        )
+
+
+@pairs_app.command("build")
+@handle_errors
+def build_pairs(
+    widefield: Annotated[
+        Path, typer.Option("--widefield", help="Dataset of `pairs acquire`.")
+    ],
+    database: Annotated[Path, typer.Option("--db", help="Paired database.")],
+    confocal: Annotated[
+        Path | None,
+        typer.Option("--confocal", help="Scope A dataset (default: as recorded)."),
+    ] = None,
+    confocal_tiff: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--confocal-tiff",
+            help="Confocal OME-TIFF stacks acquired elsewhere (e.g. ZEN exports).",
+        ),
+    ] = None,
+) -> None:
+    """Pair stacks already acquired: from the datasets, or with imported files."""
+    from acquire.pair_build import build_pairs_offline
+
+    outcomes = build_pairs_offline(
+        widefield,
+        database,
+        confocal_dataset=confocal,
+        confocal_tiffs=tuple(confocal_tiff or ()),
+        progress=lambda line: err_console.print(line, markup=False),
+    )
+    print_outcomes(outcomes)
+
+
+@pairs_app.command("list")
+@handle_errors
+def list_pairs(
+    database: Annotated[Path, typer.Argument(help="Paired database folder.")],
+    split: Annotated[
+        str | None, typer.Option("--split", help=f"One of {', '.join(SPLITS)}.")
+    ] = None,
+    everything: Annotated[
+        bool, typer.Option("--all", help="Include flagged (rejected) pairs.")
+    ] = False,
+) -> None:
+    """List the pairs: cell, split, quality, scopes and objectives."""
+    db = PairDatabase.open(database)
+    records = db.records(split, accepted_only=not everything)
+    table = Table(title=f"{database} ({len(records)} pairs)", box=box.SIMPLE_HEAD)
+    for column in ("pair", "cell", "split", "ok", "NCC", "overlap", "objectives"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            r.pair_id,
+            r.cell_id,
+            r.split,
+            "yes" if r.accepted else "no",
+            f"{r.metrics.get('ncc', math.nan):.3f}",
+            f"{r.metrics.get('overlap', math.nan):.2f}",
+            f"{r.widefield.objective or '?'} / {r.confocal.objective or '?'}",
+        )
+    console.print(table)
+
+
+@pairs_app.command("show")
+@handle_errors
+def show_pair(
+    database: Annotated[Path, typer.Argument(help="Paired database folder.")],
+    pair_id: Annotated[str, typer.Argument(help="Pair id (see `pairs list`).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="PNG file (default: ID.png).")
+    ] = None,
+) -> None:
+    """Write a PNG montage of an aligned pair, XY and XZ."""
+    target = Path(out or f"{pair_id}.png")
+    if target.exists():
+        raise UserError(f"{target} already exists", "Choose another --out file.")
+    if not target.parent.is_dir():
+        raise UserError(
+            f"the folder of {target} does not exist", "Create it or choose another."
+        )
+    written = PairDatabase.open(database).write_montage(pair_id, target)
+    console.print(f"wrote {written}", markup=False)

@@ -1,0 +1,164 @@
+"""``pairscope pairs build``: pair stacks that are already acquired.
+
+The wide-field dataset of ``pairs acquire`` records the relocation it used
+(stage transform, objective, camera calibration, session, confocal dataset).
+From that, its stacks can be paired again later, or on another PC, against
+the confocal dataset or against confocal OME-TIFF stacks exported from a
+microscope that Micro-Manager does not drive (e.g. ZEN). Imported stacks are
+matched to the wide-field stack nearest to where the transform puts them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from acquire.errors import UserError
+from acquire.pair_geometry import StackPlacement
+from acquire.paired_run import load_partners, open_or_create_database
+from acquire.pairing import ConfocalPartner, Pairer, PairOutcome, WidefieldStack
+from acquire.session import load_session
+from acquire.storage.manifest import read_manifest
+from acquire.storage.reader import committed_stacks, read_stack
+from correlate.calibration import PixelCalibration
+from correlate.pairdb import PairDatabaseError, StackMeta, read_ome_tiff_stack
+from correlate.stage_transform import StageTransform
+
+__all__ = ["build_pairs_offline", "partner_from_tiff"]
+
+Progress = Callable[[str], None]
+
+
+def _relocation_of(dataset: Path) -> dict[str, Any]:
+    relocation = read_manifest(dataset).get("relocation")
+    if not isinstance(relocation, dict):
+        raise UserError(
+            f"{dataset} records no relocation",
+            "Give a wide-field dataset written by `pairscope pairs acquire`.",
+        )
+    return relocation
+
+
+def partner_from_tiff(
+    path: Path, calibrations: dict[str, PixelCalibration]
+) -> ConfocalPartner:
+    """A confocal partner from an OME-TIFF stack (stage position required).
+
+    Without a pairscope calibration for its objective, the image axes are
+    taken to be the stage axes at the OME pixel size; registration absorbs a
+    residual rotation of a few degrees.
+    """
+    try:
+        stack = read_ome_tiff_stack(path)
+    except PairDatabaseError as error:
+        raise UserError(str(error), "Export the stack as OME-TIFF.") from None
+    if stack.stage_xyz_um is None:
+        raise UserError(
+            f"{path}: the OME metadata hold no stage position",
+            "Export with stage positions (ZEN: include the acquisition metadata).",
+        )
+    dz, dy, dx = stack.voxel_size_um
+    calibration = calibrations.get(stack.objective or "") or PixelCalibration(
+        np.diag([dx, dy])
+    )
+    x, y, z_first = stack.stage_xyz_um
+    centre = (x, y, z_first + dz * (stack.data.shape[0] - 1) / 2)
+    placement = StackPlacement(centre, stack.voxel_size_um, calibration)
+    meta = StackMeta(
+        scope=stack.microscope or "imported confocal",
+        objective=stack.objective,
+        stage_xyz_um=centre,
+        voxel_size_um=stack.voxel_size_um,
+        acquired_at=stack.acquired_at,
+        source=str(path),
+    )
+    return ConfocalPartner(Path(path).name, stack.data, placement, meta)
+
+
+def _nearest_partner(
+    stack: WidefieldStack, predicted: dict[str, np.ndarray]
+) -> str | None:
+    """Partner whose predicted place lies inside this stack's field, nearest first."""
+    _, ny, nx = stack.data.shape
+    _, dy, dx = stack.voxel_size_um
+    reach = 0.5 * min(ny * dy, nx * dx)
+    best, best_distance = None, reach
+    for name, xyz in predicted.items():
+        distance = float(np.hypot(*(xyz[:2] - np.asarray(stack.stage_xyz_um[:2]))))
+        if distance < best_distance:
+            best, best_distance = name, distance
+    return best
+
+
+def build_pairs_offline(
+    widefield_dataset: Path,
+    database: Path,
+    *,
+    confocal_dataset: Path | None = None,
+    confocal_tiffs: Sequence[Path] = (),
+    progress: Progress | None = None,
+) -> list[PairOutcome]:
+    """Register every stack of a wide-field dataset against its partner.
+
+    Parameters
+    ----------
+    widefield_dataset : Path
+        Dataset of ``pairs acquire`` (it records the relocation).
+    database : Path
+        Paired database (created if missing).
+    confocal_dataset : Path, optional
+        Scope A's dataset; default: the one the relocation recorded.
+    confocal_tiffs : sequence of Path, optional
+        Confocal OME-TIFF stacks instead of a dataset.
+    progress : callable, optional
+        One line per step.
+
+    Returns
+    -------
+    list of PairOutcome
+
+    """
+    say = progress or (lambda _line: None)
+    relocation = _relocation_of(widefield_dataset)
+    transform = StageTransform.from_dict(relocation["stage_transform"])
+    calibration = PixelCalibration.from_dict(relocation["calibration"])
+    session_path = Path(relocation.get("session", ""))
+    calibrations = (
+        dict(load_session(session_path).calibrations) if session_path.is_file() else {}
+    )
+    if confocal_tiffs:
+        partners = {
+            p.name: p
+            for p in (partner_from_tiff(t, calibrations) for t in confocal_tiffs)
+        }
+    else:
+        source = confocal_dataset or Path(relocation.get("confocal_dataset", ""))
+        partners = load_partners(source, calibrations, progress=say)
+    pairer = Pairer(
+        open_or_create_database(database),
+        transform,
+        partners,
+        widefield_calibration=calibration,
+        widefield_scope=str(read_manifest(widefield_dataset)["scope"]["name"]),
+    )
+    predicted = {name: pairer.predicted_stage(name) for name in partners}
+    outcomes = []
+    for name in committed_stacks(widefield_dataset):
+        stack = WidefieldStack.from_stored(read_stack(widefield_dataset, name))
+        if confocal_tiffs:
+            match = _nearest_partner(stack, predicted)
+            if match is None:
+                say(f"{name}: no imported stack falls in its field; skipped")
+                continue
+            stack = dataclasses.replace(stack, position_name=match)
+        elif stack.position_name not in partners:
+            say(f"{name}: no confocal stack at {stack.position_name!r}; skipped")
+            continue
+        outcome = pairer.pair(stack)
+        say(f"{name}: {'paired' if outcome.accepted else 'flagged'} ({outcome.reason})")
+        outcomes.append(outcome)
+    return outcomes
