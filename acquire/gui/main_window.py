@@ -1,0 +1,564 @@
+"""The main window: views, stage map, error table, controls, progress and log.
+
+The window holds one core (for snaps and the stage position on the map). The
+library's long operations open their own core from the configuration, which
+on real hardware is the same stage and camera, so the window closes its core
+before such an operation and reopens it (on the worker thread) when the
+operation ends. One operation runs at a time; its buttons are disabled
+meanwhile and the window keeps painting.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Slot
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from acquire.gui.controls import ControlPanel, PathField
+from acquire.gui.log_pane import LogPane
+from acquire.gui.messages import describe_error
+from acquire.gui.stage_map import MapTarget, StageMap
+from acquire.gui.target_table import TargetTable, outcome_text
+from acquire.gui.views import StackPairView
+from acquire.gui.workers import (
+    FiducialsResult,
+    OperationThread,
+    RelocationResult,
+    SnapResult,
+    StackReader,
+    Task,
+    fiducials_task,
+    live_task,
+    paired_task,
+    relocation_task,
+    snap_task,
+)
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
+
+    from acquire.correlation_run import RelocatedTarget
+    from acquire.live_enhance import EnhancedStack, LiveRunResult
+    from acquire.paired_run import PairedRunResult
+    from acquire.pairing import PairOutcome
+    from acquire.storage.reader import StoredStack
+
+__all__ = ["DEFAULT_HOLDER", "MainWindow"]
+
+DEFAULT_HOLDER = Path(
+    str(importlib.resources.files("hardware_configs") / "demo_holder.json")
+)
+_STAGE_POLL_MS = 1000
+_ERROR_STYLE = "color: #b00020; font-weight: bold;"
+_INFO_STYLE = "color: #205020;"
+
+
+class MainWindow(QMainWindow):
+    """``pairscope gui``: one microscope, its views and its operations.
+
+    Parameters
+    ----------
+    config : Path
+        Micro-Manager configuration of this microscope.
+    core : CMMCorePlus, optional
+        A core already opened from ``config``; the window owns it from now on
+        and closes it in `shutdown`. Without one, the window opens the
+        configuration itself and shows why if it cannot.
+    holder : Path, optional
+        Holder description (default: the demo holder).
+    parent : QWidget, optional
+        Qt parent.
+
+    """
+
+    def __init__(
+        self,
+        config: Path,
+        *,
+        core: CMMCorePlus | None = None,
+        holder: Path = DEFAULT_HOLDER,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.config = Path(config)
+        self.core: CMMCorePlus | None = core
+        self._thread: OperationThread | None = None
+        self._on_success: Callable[[Any], None] = lambda _result: None
+        self._dataset: Path | None = None
+        self._closed = False
+        self.setWindowTitle(f"pairscope - {self.config.name}")
+        self.resize(1500, 950)
+
+        self.views = StackPairView()
+        self.stage_map = StageMap()
+        self.table = TargetTable()
+        self.controls = ControlPanel(holder)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(
+            Qt.TextInteractionFlag.TextSelectableByMouse
+        )
+        self.log = LogPane()
+        self.reader = StackReader(self)
+        self.reader.loaded.connect(self._on_stack_loaded)
+        self.reader.failed.connect(self.log.append_line)
+        self._build_layout()
+
+        self.controls.snap.clicked.connect(self.snap)
+        self.controls.find_fiducials.clicked.connect(self.find_fiducials)
+        self.controls.relocate.clicked.connect(self.relocate)
+        self.controls.paired.clicked.connect(self.paired_acquisition)
+        self.controls.live.clicked.connect(self.live_enhancement)
+
+        if self.core is None:
+            self._open_core()
+        self._refresh_buttons()
+        self._refresh_stage()
+        self._poll = QTimer(self)
+        self._poll.setInterval(_STAGE_POLL_MS)
+        self._poll.timeout.connect(self._refresh_stage)
+        self._poll.start()
+
+    def _build_layout(self) -> None:
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self.stage_map)
+        right.addWidget(self.table)
+        right.setSizes([520, 260])
+        top = QSplitter(Qt.Orientation.Horizontal)
+        top.addWidget(self.views)
+        top.addWidget(right)
+        top.setSizes([1000, 500])
+        status = QVBoxLayout()
+        status.addWidget(self.progress)
+        status.addWidget(self.message)
+        status.addWidget(self.log, 1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.controls, 3)
+        bottom.addLayout(status, 2)
+        bottom_widget = QWidget()
+        bottom_widget.setLayout(bottom)
+        outer = QSplitter(Qt.Orientation.Vertical)
+        outer.addWidget(top)
+        outer.addWidget(bottom_widget)
+        outer.setSizes([600, 350])
+        self.setCentralWidget(outer)
+
+    # -- state ---------------------------------------------------------------
+
+    def busy(self) -> bool:
+        """Whether an operation is running."""
+        return self._thread is not None
+
+    def message_text(self) -> str:
+        """The message line (the last error or result)."""
+        return self.message.text()
+
+    def _show_message(self, text: str, *, error: bool) -> None:
+        self.message.setStyleSheet(_ERROR_STYLE if error else _INFO_STYLE)
+        self.message.setText(text)
+        self.log.append_line(f"error: {text}" if error else text)
+
+    def _refresh_buttons(self) -> None:
+        self.controls.set_busy(self.busy())
+        if not self.busy():
+            self.controls.snap.setEnabled(self.core is not None)
+
+    def _open_core(self) -> None:
+        from acquire.hardware import open_core
+
+        try:
+            self.core = open_core(self.config)
+        except Exception as error:
+            self.core = None
+            self._show_message(describe_error(error), error=True)
+
+    def _release_core(self) -> None:
+        if self.core is not None:
+            from acquire.hardware import close_core
+
+            core, self.core = self.core, None
+            close_core(core)
+
+    @Slot()
+    def _refresh_stage(self) -> None:
+        if self.core is None or self.busy():
+            return
+        try:
+            x, y = self.core.getXYPosition()
+        except RuntimeError:
+            return
+        self.stage_map.set_stage(float(x), float(y))
+
+    # -- operations ----------------------------------------------------------
+
+    def _require(
+        self, operation: str, fields: dict[str, PathField]
+    ) -> dict[str, Path] | None:
+        """The fields' paths by label; None (and say which) if any is empty."""
+        paths = {label: field.path() for label, field in fields.items()}
+        missing = [label for label, path in paths.items() if path is None]
+        if missing:
+            self._show_message(
+                f"{operation} needs: {', '.join(missing)}. Fill them in above.",
+                error=True,
+            )
+            return None
+        return {label: path for label, path in paths.items() if path is not None}
+
+    def _refuse_existing(self, path: Path, what: str) -> bool:
+        """Say so and return True if ``path`` already holds something."""
+        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+            self._show_message(
+                f"{path} already exists. Choose a new {what}, or move the old one "
+                "away.",
+                error=True,
+            )
+            return True
+        return False
+
+    def _start(
+        self,
+        name: str,
+        task: Task,
+        on_success: Callable[[Any], None],
+        *,
+        releases_core: bool,
+    ) -> None:
+        if self.busy():
+            return
+        self.message.setText("")
+        self.log.append_line(f"{name}: started")
+        if releases_core:
+            self._release_core()
+        thread = OperationThread(
+            name,
+            task,
+            reopen_config=self.config if releases_core else None,
+            parent=self,
+        )
+        signals = thread.signals
+        signals.line.connect(self.log.append_line)
+        signals.acquisition_started.connect(self._on_acquisition_started)
+        signals.frame_acquired.connect(self._on_frame)
+        signals.stack_committed.connect(self._on_stack_committed)
+        signals.stage_moved.connect(self._on_stage_moved)
+        signals.outcome.connect(self._on_outcome)
+        signals.enhanced.connect(self._on_enhanced)
+        signals.succeeded.connect(self._on_succeeded)
+        signals.failed.connect(self._on_failed)
+        signals.core_opened.connect(self._on_core_opened)
+        signals.core_failed.connect(self._on_core_failed)
+        thread.finished.connect(self._on_thread_finished)
+        self._thread = thread
+        self._on_success = on_success
+        self.progress.setRange(0, 0)  # busy until an acquisition says how long
+        self._refresh_buttons()
+        thread.start()
+
+    @Slot()
+    def snap(self) -> None:
+        """Snap one frame into the camera view."""
+        if self.core is None:
+            self._show_message("no microscope is open", error=True)
+            return
+        self._start("snap", snap_task(self.core), self._snapped, releases_core=False)
+
+    @Slot()
+    def find_fiducials(self) -> None:
+        """Scope A: find the marks and write the session (with the targets)."""
+        c = self.controls
+        paths = self._require(
+            "Find fiducials", {"Holder": c.holder, "Session": c.session}
+        )
+        if paths is None or self._refuse_existing(paths["Session"], "session file"):
+            return
+        task = fiducials_task(
+            self.config, paths["Session"], paths["Holder"], c.targets.path()
+        )
+        self._start("find fiducials", task, self._fiducials_found, releases_core=True)
+
+    @Slot()
+    def relocate(self) -> None:
+        """Scope B: find the marks, fit the transform, map the session's targets."""
+        paths = self._require("Relocate", {"Session": self.controls.session})
+        if paths is None:
+            return
+        task = relocation_task(paths["Session"], self.config)
+        self._start("relocate", task, self._relocated, releases_core=True)
+
+    @Slot()
+    def paired_acquisition(self) -> None:
+        """Relocate, acquire at every target, register each stack into the database."""
+        from acquire.paired_run import PairedRunRequest
+
+        c = self.controls
+        fields = {
+            "Session": c.session,
+            "Confocal dataset": c.confocal,
+            "Output dataset": c.out,
+            "Database": c.database,
+        }
+        paths = self._require("Paired acquisition", fields)
+        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+            return
+        request = PairedRunRequest(
+            session=paths["Session"],
+            confocal_dataset=paths["Confocal dataset"],
+            config=self.config,
+            out=paths["Output dataset"],
+            database=paths["Database"],
+        )
+        self._dataset = request.out
+        self.reader.reset(request.confocal_dataset)
+        task = paired_task(request)
+        self._start("paired acquisition", task, self._paired, releases_core=True)
+
+    @Slot()
+    def live_enhancement(self) -> None:
+        """Acquire the sequence and enhance every stack as it completes."""
+        c = self.controls
+        fields = {"Sequence": c.sequence, "Output dataset": c.out, "Model": c.model}
+        paths = self._require("Live enhancement", fields)
+        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+            return
+        out = paths["Output dataset"]
+        self._dataset = out
+        self.reader.reset(None)
+        task = live_task(paths["Sequence"], self.config, out, paths["Model"])
+        self._start("live enhancement", task, self._enhanced_all, releases_core=True)
+
+    # -- results -------------------------------------------------------------
+
+    def _snapped(self, result: SnapResult) -> None:
+        x, y = result.stage_xy_um
+        px = result.pixel_size_um or 1.0
+        self.views.show_camera(
+            result.image, (1.0, px, px), f"snap at x {x:.1f}, y {y:.1f} um"
+        )
+        self.stage_map.set_stage(x, y)
+        self.log.append_line(
+            f"snap: {result.image.shape[1]}x{result.image.shape[0]} px "
+            f"at x {x:.1f}, y {y:.1f} um"
+        )
+
+    def _fiducials_found(self, result: FiducialsResult) -> None:
+        self.stage_map.set_marks(result.survey.positions())
+        self.stage_map.set_targets(
+            MapTarget(t.name, (t.stage_xyz_um[0], t.stage_xyz_um[1]))
+            for t in result.session.targets
+        )
+        missing = result.survey.missing
+        self._show_message(
+            f"found {len(result.survey.marks)} marks"
+            + (f" (missing: {', '.join(missing)})" if missing else "")
+            + f", {len(result.session.targets)} targets; session written to "
+            f"{result.path}",
+            error=False,
+        )
+
+    def _show_relocated(self, targets: tuple[RelocatedTarget, ...]) -> None:
+        self.stage_map.set_targets(
+            MapTarget(
+                t.name,
+                (t.stage_xyz_um[0], t.stage_xyz_um[1]),
+                t.predicted_tre_um,
+                t.too_uncertain,
+            )
+            for t in targets
+        )
+        self.table.set_targets(targets)
+
+    def _relocated(self, result: RelocationResult) -> None:
+        self.stage_map.set_marks(result.survey.positions())
+        self._show_relocated(result.targets)
+        transform = result.transform
+        for t in result.targets:
+            x, y, z = t.stage_xyz_um
+            self.log.append_line(
+                f"{t.name}: x {x:.1f}, y {y:.1f}, z {z:.2f} um, predicted error "
+                f"{t.predicted_tre_um:.2f} um (z {t.predicted_z_error_um:.2f} um)"
+                + (" TOO UNCERTAIN" if t.too_uncertain else "")
+            )
+        self._show_message(
+            f"relocated with {len(transform.inliers)} marks ({transform.model}, "
+            f"residual {transform.residual_rms_um:.2f} um): "
+            f"{len(result.targets)} targets mapped",
+            error=False,
+        )
+
+    def _paired(self, result: PairedRunResult) -> None:
+        self._show_relocated(result.relocated)
+        for outcome in result.outcomes:
+            self.table.set_outcome(outcome)
+        acquisition = result.acquisition
+        accepted = sum(o.accepted for o in result.outcomes)
+        text = (
+            f"paired acquisition {acquisition.status}: "
+            f"{acquisition.stacks_committed} stacks, {accepted} of "
+            f"{len(result.outcomes)} pairs accepted"
+        )
+        if result.registration_failures:
+            text += f", {result.registration_failures} registrations failed"
+        if acquisition.failure:
+            text += f"; {acquisition.failure}"
+        self._show_message(text, error=acquisition.status != "complete")
+
+    def _enhanced_all(self, result: LiveRunResult) -> None:
+        acquisition = result.acquisition
+        latencies = result.latencies_s
+        mean = sum(latencies) / len(latencies) if latencies else 0.0
+        text = (
+            f"live enhancement {acquisition.status}: {result.enhanced} stacks "
+            f"enhanced into {result.enhanced_dataset} (dropped {result.dropped}, "
+            f"failed {result.failed}; mean latency {mean:.1f} s)"
+        )
+        if acquisition.failure:
+            text += f"; {acquisition.failure}"
+        self._show_message(text, error=acquisition.status != "complete")
+
+    # -- signals from the worker ---------------------------------------------
+
+    @Slot(int, int)
+    def _on_acquisition_started(self, n_frames: int, n_stacks: int) -> None:
+        self.progress.setRange(0, max(n_frames, 1))
+        self.progress.setValue(0)
+        self.log.append_line(f"acquiring {n_stacks} stacks, {n_frames} frames")
+
+    @Slot(str, int, int)
+    def _on_frame(self, name: str, c: int, z: int) -> None:
+        if self.progress.maximum() > 0:
+            self.progress.setValue(self.progress.value() + 1)
+
+    @Slot(str)
+    def _on_stack_committed(self, name: str) -> None:
+        if self._dataset is not None:
+            self.reader.read(self._dataset, name)
+
+    @Slot(object, object)
+    def _on_stack_loaded(self, stack: StoredStack, partner: StoredStack | None) -> None:
+        caption = f"{stack.name} ({stack.position_name})"
+        self.log.append_line(f"{caption}: committed")
+        if partner is None:
+            self.views.show_camera(stack.data[0], stack.voxel_size_um, caption)
+            return
+        # a stack and its partner share their centre (the target)
+        self.views.show_camera(
+            stack.data[0],
+            stack.voxel_size_um,
+            caption,
+            z_origin_um=-_half_depth_um(stack),
+        )
+        self.views.show_enhanced(
+            partner.data[0],
+            partner.voxel_size_um,
+            f"{partner.name} ({partner.position_name})",
+            z_origin_um=-_half_depth_um(partner),
+            title="Confocal partner (scope A)",
+        )
+
+    @Slot(float, float)
+    def _on_stage_moved(self, x_um: float, y_um: float) -> None:
+        self.stage_map.set_stage(x_um, y_um)
+
+    @Slot(object)
+    def _on_outcome(self, outcome: PairOutcome) -> None:
+        self.table.set_outcome(outcome)
+        self.log.append_line(f"pair {outcome.position_name}: {outcome_text(outcome)}")
+
+    @Slot(object)
+    def _on_enhanced(self, stack: EnhancedStack) -> None:
+        self.views.show_camera(stack.raw, stack.raw_voxel_size_um, f"{stack.name} raw")
+        self.views.show_enhanced(
+            stack.enhanced,
+            stack.voxel_size_um,
+            f"{stack.name} ({stack.latency_s:.1f} s)",
+        )
+        self.log.append_line(
+            f"{stack.name}: enhanced in {stack.latency_s:.1f} s "
+            f"({stack.enhanced.shape[0]} planes)"
+        )
+
+    @Slot(object)
+    def _on_succeeded(self, result: object) -> None:
+        if self.progress.maximum() == 0:
+            self.progress.setRange(0, 1)
+        self.progress.setValue(self.progress.maximum())
+        self._on_success(result)
+
+    @Slot(str)
+    def _on_failed(self, text: str) -> None:
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self._show_message(text, error=True)
+
+    @Slot(object)
+    def _on_core_opened(self, core: CMMCorePlus) -> None:
+        if self._closed:
+            from acquire.hardware import close_core
+
+            close_core(core)
+            return
+        self.core = core
+
+    @Slot(str)
+    def _on_core_failed(self, text: str) -> None:
+        self._show_message(f"cannot reopen the microscope: {text}", error=True)
+
+    @Slot()
+    def _on_thread_finished(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.deleteLater()
+        # show every stack of the run before saying it ended
+        self.reader.wait()
+        QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
+        self._dataset = None
+        self._on_success = lambda _result: None
+        self._refresh_buttons()
+        self._refresh_stage()
+
+    # -- closing -------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Wait for a running operation, then close the core (idempotent)."""
+        self._closed = True
+        self._poll.stop()
+        if self._thread is not None:
+            self._thread.wait()
+            self.reader.wait()
+            # deliver what the finished thread queued (a reopened core above all)
+            QCoreApplication.sendPostedEvents()
+        self._release_core()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Refuse to close while an operation runs; else close the core."""
+        if self._thread is not None:
+            self._show_message(
+                f"{self._thread.name} is running; close the window when it ends",
+                error=True,
+            )
+            event.ignore()
+            return
+        self.shutdown()
+        event.accept()
+
+
+def _half_depth_um(stack: StoredStack) -> float:
+    """Half the height from a stack's first plane to its last."""
+    return 0.5 * (int(stack.data.shape[1]) - 1) * stack.voxel_size_um[0]
