@@ -1,0 +1,58 @@
+"""Training pairs from the paired-image database (one split at a time)."""
+
+from __future__ import annotations
+
+from correlate.pairdb import PairDatabase
+from enhance.data import TrainingPair
+from enhance.errors import EnhanceError
+
+__all__ = ["load_split"]
+
+
+def load_split(
+    database: PairDatabase, split: str, *, limit: int | None = None
+) -> list[TrainingPair]:
+    """The accepted pairs of one split, loaded into memory.
+
+    Parameters
+    ----------
+    database : PairDatabase
+        An open paired-image database.
+    split : {"train", "val", "test"}
+        Which split; splits are made by cell, so no cell is in two of them.
+    limit : int, optional
+        Load at most this many pairs (in catalog order).
+
+    Returns
+    -------
+    list of TrainingPair
+        Wide-field (on the confocal grid) and confocal stacks with their ids.
+
+    Raises
+    ------
+    EnhanceError
+        The split holds no accepted pair.
+
+    """
+    records = database.records(split)
+    if limit is not None:
+        records = records[:limit]
+    if not records:
+        raise EnhanceError(
+            f"the {split} split of {database.path} holds no accepted pair",
+            "add pairs of more cells (pairscope pairs acquire/build); every split "
+            "needs at least one cell",
+        )
+    pairs = []
+    for record in records:
+        widefield, confocal = database.load(record.pair_id)
+        pairs.append(
+            TrainingPair(
+                pair_id=record.pair_id,
+                cell_id=record.cell_id,
+                widefield=widefield,
+                confocal=confocal,
+                voxel_size_um=record.voxel_size_um,
+            )
+        )
+    return pairs
