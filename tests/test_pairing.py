@@ -176,3 +176,88 @@ def test_pairs_cli_lists_and_shows(tmp_path: Path, scope_a: dict[str, Path]) -> 
     assert again.returncode == 0, again.stderr
     rebuilt = PairDatabase.open(tmp_path / "again").records(accepted_only=False)
     assert len(rebuilt) == len(CELLS)
+
+
+def test_imported_ome_tiff_partners_pair_like_the_dataset(
+    tmp_path: Path, scope_a: dict[str, Path]
+) -> None:
+    # a confocal that Micro-Manager does not drive exports OME-TIFF (ZEN):
+    # stage positions and voxel sizes come from the OME metadata only
+    from acquire.ome_tiff import OmeImage, write_ome_tiff
+    from acquire.storage.reader import committed_stacks, read_stack
+
+    tiffs = []
+    for name in committed_stacks(scope_a["dataset"]):
+        stack = read_stack(scope_a["dataset"], name)
+        path = tmp_path / f"{stack.position_name}.ome.tif"
+        write_ome_tiff(
+            path,
+            OmeImage(
+                data=stack.data[0],
+                pixel_size_um=stack.voxel_size_um[1],
+                z_step_um=stack.voxel_size_um[0],
+                positions_um=[
+                    (p["stage_x_um"], p["stage_y_um"], p["stage_z_um"])
+                    for p in sorted(stack.planes, key=lambda p: p["z"])
+                ],
+                exposure_ms=10.0,
+                objective=None,
+                camera="LSM",
+            ),
+        )
+        tiffs.append(path)
+    widefield = small_scope(tmp_path, "widefield", 44)
+    run_paired_acquisition(
+        PairedRunRequest(
+            session=scope_a["session"],
+            confocal_dataset=scope_a["dataset"],
+            config=widefield,
+            out=tmp_path / "wf",
+            database=tmp_path / "live_pairs",
+            closed_loop=False,
+        )
+    )
+    args = [a for t in tiffs for a in ("--confocal-tiff", t)]
+    proc = pairscope(
+        "pairs",
+        "build",
+        "--widefield",
+        tmp_path / "wf",
+        "--db",
+        tmp_path / "imported",
+        *args,
+    )
+    assert proc.returncode == 0, proc.stderr
+    imported = PairDatabase.open(tmp_path / "imported").records(accepted_only=False)
+    assert len(imported) == len(CELLS)
+    assert all(r.accepted for r in imported), [r.reason for r in imported]
+    assert {r.confocal.source for r in imported} == {str(t) for t in tiffs}
+    # the same wide-field stacks, registered against the same pixels: the
+    # transforms agree with those of the live pairing
+    live = PairDatabase.open(tmp_path / "live_pairs").records()
+    by_stack = {r.widefield.source: r for r in live}
+    for record in imported:
+        a = np.asarray(record.transform["registered"]["translation_um"])
+        b = np.asarray(
+            by_stack[record.widefield.source].transform["registered"]["translation_um"]
+        )
+        assert np.abs(a - b).max() < 0.05
+
+
+def test_a_stack_without_partner_is_a_clear_error(tmp_path: Path) -> None:
+    from acquire.errors import UserError
+    from acquire.pairing import Pairer
+    from correlate.calibration import PixelCalibration
+    from correlate.transform import fit_stage_transform
+
+    marks = {"a": (0.0, 0.0, 0.0), "b": (2600.0, 0.0, 0.0), "c": (0.0, 2600.0, 0.0)}
+    pairer = Pairer(
+        PairDatabase.create(tmp_path / "db"),
+        fit_stage_transform(marks, marks),
+        {},
+        widefield_calibration=PixelCalibration(np.diag([0.1625, 0.1625])),
+        widefield_scope="widefield",
+    )
+    with pytest.raises(UserError, match=r"no confocal stack for position 'cell7'"):
+        pairer.predicted_stage("cell7")
+    assert len(PairDatabase.open(tmp_path / "db")) == 0
