@@ -33,13 +33,7 @@ from acquire.correlation_run import (
     record_fiducials,
     relocate,
 )
-from acquire.demo import (
-    GROUND_TRUTH_FILE,
-    ProgressCallback,
-    StackResult,
-    check_seed,
-    run_demo,
-)
+from acquire.demo import DemoProgress, check_seed, run_demo
 from acquire.engine import RetryPolicy
 from acquire.errors import UserError
 from acquire.hardware import ScopeDescription, describe_scope, scope
@@ -237,33 +231,16 @@ def snap_command(
 # -- demo ---------------------------------------------------------------------
 
 
-def _progress_bars(progress: Progress) -> ProgressCallback:
-    """A demo progress callback that draws one bar per scope."""
+def _progress_bars(progress: Progress) -> DemoProgress:
+    """A demo progress callback that draws one bar per step."""
     tasks: dict[str, TaskID] = {}
 
     def show(name: str, done: int, total: int) -> None:
         if name not in tasks:
             tasks[name] = progress.add_task(name, total=total)
-        progress.update(tasks[name], completed=done)
+        progress.update(tasks[name], completed=done, total=total)
 
     return show
-
-
-def _print_demo_summary(rows: list[StackResult], truth_path: Path) -> None:
-    table = Table(title=f"pairscope demo: {truth_path.parent}", box=box.SIMPLE_HEAD)
-    for column in ("file", "z x y x x", "dz um", "dxy um", "min-max", "s"):
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(
-            row.path.name,
-            "x".join(str(n) for n in row.shape),
-            f"{row.z_step_um:g}",
-            f"{row.pixel_size_um:.4g}",
-            f"{row.minimum}-{row.maximum}",
-            f"{row.seconds:.1f}",
-        )
-    console.print(table)
-    console.print(f"ground truth: {truth_path}", soft_wrap=True, markup=False)
 
 
 @app.command()
@@ -273,42 +250,58 @@ def demo(
         Path, typer.Option("--out", "-o", help="New (or empty) output folder.")
     ],
     quick: Annotated[
-        bool, typer.Option("--quick", help="1 cell x 11 planes instead of 2 x 21.")
+        bool,
+        typer.Option("--quick", help="3 cells, 21 planes, smaller fields: ~2 min."),
     ] = False,
     seed: Annotated[
+        int, typer.Option("--seed", help="Specimen seed (mounts derive from it).")
+    ] = 0,
+    positions: Annotated[
         int | None,
-        typer.Option("--seed", help="Specimen seed (default: the configs' own)."),
+        typer.Option("--positions", help="Cells to image (default 6; quick 3)."),
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="Model of pairscope train (default: bundled)."),
     ] = None,
     real_timing: Annotated[
         bool,
         typer.Option("--real-timing", help="Wait real exposure times (slower)."),
     ] = False,
-    adapter_path: AdapterOption = None,
 ) -> None:
-    """Image the same simulated cells on the demo wide-field and confocal scopes.
+    """Run the whole correlative workflow on the simulated twin scopes.
 
-    Each scope runs a useq MDA (cells x z-planes) aimed at real cells of the
-    simulated specimen; every stack is saved as an OME-TIFF with its voxel
-    size, next to ground_truth.json (the hidden mounts, for checking only).
+    The confocal finds the fiducials and images N cells; the wide-field, under
+    another hidden mount, relocates, images and registers them into the
+    paired database; new stacks are enhanced live with the bundled model; the
+    report compares everything with the simulator's ground truth.
     """
-    folder = check_output_folder(out)
-    adapter_paths = check_adapter_paths(adapter_path)
+    check_output_folder(out)
     check_seed(seed)
     with Progress(
-        TextColumn("{task.description:>10}"),
+        TextColumn("{task.description:>22}"),
         BarColumn(),
         MofNCompleteColumn(),
         console=err_console,
     ) as progress:
-        rows = run_demo(
-            folder,
+        result = run_demo(
+            out,
             quick=quick,
             seed=seed,
+            positions=positions,
+            model=model,
             real_timing=real_timing,
-            adapter_paths=adapter_paths,
             progress=_progress_bars(progress),
+            log=lambda line: progress.console.print(line, markup=False),
         )
-    _print_demo_summary(rows, folder / GROUND_TRUTH_FILE)
+    checks = result.metrics.get("checks", {})
+    table = Table(title="pairscope demo", box=box.SIMPLE_HEAD)
+    table.add_column("check")
+    table.add_column("result")
+    for name, ok in checks.items():
+        table.add_row(name, "pass" if ok else "FAIL")
+    console.print(table)
+    console.print(f"report: {result.report_md}", soft_wrap=True, markup=False)
 
 
 # -- acquire ------------------------------------------------------------------

@@ -1,18 +1,28 @@
-"""The demo run: the same simulated cells imaged on a wide-field and a confocal.
+"""``pairscope demo``: the whole correlative workflow on the simulated twin scopes.
 
-Each demo scope runs a useq MDA (cells x z-planes) aimed at real cells of the
-simulated specimen; every stack is saved as an OME-TIFF with its voxel size,
-next to ``ground_truth.json`` (the hidden mounts, for checking only). The run
-is written into a hidden sibling folder that is renamed into place at the end,
-so a failed run leaves nothing behind.
+1. The confocal (scope A) finds the holder's fiducials and acquires stacks at
+   N cells (chosen from the simulated specimen, as a user would click them).
+2. The sample moves to the wide-field (scope B) under another random mount.
+3. The wide-field finds the fiducials, relocates, acquires at the cells and
+   registers each stack on the fly into the paired database (closed loop).
+4. The bundled demo model (trained by ``pairscope train`` on simulated pairs
+   of other cells) is used.
+5. New wide-field stacks at the cells are enhanced live.
+6. The model is scored against Richardson-Lucy and raw wide-field on the
+   demo's pairs (cells the model never saw), and a report is written:
+   ``report.md`` and ``report.json`` with PNG figures.
+
+The run is written into a hidden sibling folder that is renamed into place at
+the end, so a failed run leaves nothing behind. The demo's stages are
+perfectly repeatable, so that relocation and registration can be checked
+against the simulator's truth to a fraction of a pixel
+(``bench/relocation.py`` measures relocation with 0.2 um repeatability).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.resources
 import json
-import math
 import shutil
 import time
 import uuid
@@ -22,327 +32,359 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
+import yaml
 
+from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.bundled_configs import bundled_config
+from acquire.correlation_run import load_holder, record_fiducials
 from acquire.errors import UserError
-from acquire.hardware import describe_scope, illumination, scope
-from acquire.ome_tiff import OmeImage, write_ome_tiff
+from acquire.hardware import scope
+from acquire.paired_run import PairedRunRequest, PairedRunResult, run_paired_acquisition
 from acquire.paths import check_output_folder
-from acquire.storage.jsonsafe import json_safe
+from acquire.session import Target
 
 __all__ = [
-    "DEMO_SCOPES",
+    "BUNDLED_MODEL",
     "FULL_PLAN",
-    "GROUND_TRUTH_FILE",
     "QUICK_PLAN",
     "DemoPlan",
-    "ProgressCallback",
-    "StackResult",
+    "DemoProgress",
     "check_seed",
     "run_demo",
 ]
 
-DEMO_SCOPES: dict[str, str] = {
-    "widefield": "demo_widefield.cfg",
-    "confocal": "demo_confocal.cfg",
-}
-"""Demo scope name -> its configuration file in ``hardware_configs/``."""
+BUNDLED_MODEL = "demo_widefield_to_confocal.pt"
+"""File name of the demo model inside ``enhance/models``."""
 
-GROUND_TRUTH_FILE = "ground_truth.json"
-"""Name of the ground-truth file in the output folder."""
-
-ProgressCallback = Callable[[str, int, int], None]
-"""Called as ``progress(scope_name, frames_done, frames_total)``."""
+DemoProgress = Callable[[str, int, int], None]
+"""Called as ``progress(step, done, total)``."""
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """How many cells and planes the demo acquires on each scope."""
+    """Sizes of one demo run.
+
+    Attributes
+    ----------
+    n_positions : int
+        Cells imaged on both scopes.
+    n_planes : int
+        Planes per stack.
+    z_step_um : float
+        Plane spacing (the demo model's voxel depth).
+    widefield_px : int
+        Wide-field camera field (square); it must cover the confocal's 51 um.
+    live_positions : int
+        Cells re-imaged with live enhancement.
+    evaluation_crop_px : int or None
+        Score the model on the central region of each pair only (speed).
+
+    """
 
     n_positions: int
     n_planes: int
     z_step_um: float
-    focus_height_um: float = 2.0
+    widefield_px: int
+    live_positions: int
+    evaluation_crop_px: int | None
 
 
-FULL_PLAN = DemoPlan(n_positions=2, n_planes=21, z_step_um=0.25)
-QUICK_PLAN = DemoPlan(n_positions=1, n_planes=11, z_step_um=0.5)
-
-
-@dataclass
-class StackResult:
-    """One saved z-stack (a row of the demo summary)."""
-
-    scope_name: str
-    path: Path
-    shape: tuple[int, ...]
-    pixel_size_um: float
-    z_step_um: float
-    minimum: int
-    maximum: int
-    seconds: float
+FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, None)
+QUICK_PLAN = DemoPlan(3, 21, 0.25, 384, 1, 256)
 
 
 def check_seed(seed: int | None) -> None:
-    """Check a ``--seed`` value.
-
-    Parameters
-    ----------
-    seed : int or None
-        Specimen seed (None: the configurations' own).
-
-    Raises
-    ------
-    UserError
-        ``seed`` is outside ``0 <= seed < 2**31``.
-
-    """
+    """Refuse a ``--seed`` outside ``0 <= seed < 2**31``."""
     if seed is not None and not 0 <= seed < 2**31:
         raise UserError(f"--seed {seed} is out of range", "Use 0 <= seed < 2**31.")
 
 
-class _StackCollector:
-    """Collects MDA frames into one (planes, rows, cols) array per position."""
-
-    def __init__(self, plan: DemoPlan, shape: tuple[int, int], dtype: Any) -> None:
-        self.stacks = [
-            np.zeros((plan.n_planes, *shape), dtype=dtype)
-            for _ in range(plan.n_positions)
-        ]
-        self.positions: list[list[tuple[float, float, float]]] = [
-            [(math.nan, math.nan, math.nan)] * plan.n_planes
-            for _ in range(plan.n_positions)
-        ]
-        self.received = [0] * plan.n_positions
-        self.exposure_ms = math.nan
-        self.on_frame: Callable[[], None] = lambda: None
-
-    def frame_ready(self, image: NDArray[Any], event: Any, meta: Any) -> None:
-        p_index = int(event.index.get("p", 0))
-        z_index = int(event.index.get("z", 0))
-        self.stacks[p_index][z_index] = image
-        pos = meta.get("position", {}) if isinstance(meta, dict) else {}
-        self.positions[p_index][z_index] = (
-            float(pos.get("x", event.x_pos or 0.0)),
-            float(pos.get("y", event.y_pos or 0.0)),
-            float(pos.get("z", event.z_pos or 0.0)),
+def bundled_model() -> Path:
+    """Path of the demo model shipped with pairscope."""
+    resource = importlib.resources.files("enhance").joinpath("models", BUNDLED_MODEL)
+    if not resource.is_file():
+        raise UserError(
+            f"the bundled demo model enhance/models/{BUNDLED_MODEL} is missing",
+            "Reinstall pairscope, or pass --model with a model of pairscope train.",
         )
-        if isinstance(meta, dict) and "exposure_ms" in meta:
-            self.exposure_ms = float(meta["exposure_ms"])
-        self.received[p_index] += 1
-        self.on_frame()
+    return Path(str(resource))
 
 
-def _demo_sequence(core: Any, plan: DemoPlan) -> tuple[Any, list[dict[str, Any]]]:
-    """The useq sequence aimed at real cells, and what it aims at."""
-    import useq
-
-    from acquire.sim.groundtruth import stage_position_of_cell
-
-    targets = []
-    positions = []
-    for cell in range(plan.n_positions):
-        x, y, z = stage_position_of_cell(core, cell, height_um=plan.focus_height_um)
-        targets.append({"cell": cell, "stage_position_um": [x, y, z]})
-        positions.append(useq.Position(x=x, y=y, z=z, name=f"cell{cell:02d}"))
-    half = (plan.n_planes - 1) / 2
-    z_plan = useq.ZRelativePositions(
-        relative=[(k - half) * plan.z_step_um for k in range(plan.n_planes)]
+def _config(folder: Path, name: str, seed: int, plan: DemoPlan, real: bool) -> Path:
+    """A copy of a shipped demo config with this run's mount and specimen."""
+    with importlib.resources.as_file(bundled_config(f"demo_{name}.cfg")) as path:
+        text = path.read_text(encoding="utf-8")
+    mount_seed = 1000 + 2 * seed + (name == "widefield")
+    text += (
+        f"\n#py Property,Camera,SpecimenSeed,{seed}"
+        f"\n#py Property,Camera,MountSeed,{mount_seed}"
+        f"\n#py Property,Camera,RealTiming,{'Yes' if real else 'No'}"
+        "\n#py Property,Camera,StageRepeatabilityUm,0"
+        "\n#py Property,Camera,FocusRepeatabilityUm,0\n"
     )
-    channels = []
-    group = core.getChannelGroup()
-    if group:
-        preset = core.getCurrentConfig(group)
-        channels.append(useq.Channel(config=preset, group=group, exposure=None))
-    sequence = useq.MDASequence(
-        stage_positions=tuple(positions),
-        z_plan=z_plan,
-        channels=tuple(channels),
-        axis_order=("p", "c", "z"),
-    )
-    return sequence, targets
-
-
-def _demo_scope(
-    name: str,
-    config: Path,
-    folder: Path,
-    plan: DemoPlan,
-    *,
-    seed: int | None,
-    real_timing: bool,
-    adapter_paths: list[Path] | None,
-    progress: ProgressCallback,
-) -> tuple[list[StackResult], dict[str, Any]]:
-    """Acquire and save the demo stacks on one scope; return rows + ground truth."""
-    from acquire.sim.groundtruth import mount_of, specimen_of
-
-    with scope(config, adapter_paths=adapter_paths) as core:
-        camera = core.getCameraDevice()
-        if seed is not None:
-            core.setProperty(camera, "SpecimenSeed", seed)
-        core.setProperty(camera, "RealTiming", "Yes" if real_timing else "No")
-        desc = describe_scope(core)
-        sequence, targets = _demo_sequence(core, plan)
-        collector = _StackCollector(
-            plan,
-            (desc.image_height_px, desc.image_width_px),
-            np.dtype(f"uint{8 if desc.bit_depth <= 8 else 16}"),
+    if name == "widefield":
+        text += (
+            f"#py Property,Camera,SensorWidthPx,{plan.widefield_px}\n"
+            f"#py Property,Camera,SensorHeightPx,{plan.widefield_px}\n"
         )
-        total = plan.n_positions * plan.n_planes
-        progress(name, 0, total)
+    out = folder / f"{name}.cfg"
+    out.write_text(text, encoding="utf-8")
+    return out
 
-        def on_frame() -> None:
-            progress(name, sum(collector.received), total)
 
-        collector.on_frame = on_frame
-        core.mda.events.frameReady.connect(collector.frame_ready)
-        started = time.perf_counter()
-        try:
-            with illumination(core):
-                core.mda.run(sequence)
-        finally:
-            core.mda.events.frameReady.disconnect(collector.frame_ready)
-        seconds = time.perf_counter() - started
-        missing = total - sum(collector.received)
-        if missing:
-            raise RuntimeError(
-                f"{name}: {missing} frame(s) were not acquired (see the "
-                "pymmcore-plus log); nothing was saved for this scope"
+def _cells(config: Path, n: int) -> list[tuple[int, tuple[float, float, float]]]:
+    """N cells spread over the specimen, with their stage position on this scope."""
+    from acquire.sim import groundtruth
+
+    with scope(config) as core:
+        count = len(groundtruth.specimen_of(core).cells)
+        if n > count:
+            raise UserError(
+                f"--positions {n} exceeds the {count} cells of the specimen",
+                f"Use at most {count}.",
             )
-        objective = next(
-            (o for o in desc.objectives if o.label == desc.current_objective), None
-        )
-        rows = []
-        for target, stack, planes in zip(
-            targets, collector.stacks, collector.positions, strict=True
-        ):
-            path = folder / f"{name}_cell{target['cell']:02d}.ome.tif"
-            image = OmeImage(
-                data=stack,
-                pixel_size_um=desc.pixel_size_um,
-                z_step_um=plan.z_step_um,
-                positions_um=planes,
-                exposure_ms=collector.exposure_ms,
-                objective=objective,
-                camera=camera,
-                channel=sequence.channels[0].config if sequence.channels else "",
-                annotations={
-                    "pairscope.scope": name,
-                    "pairscope.config": str(config),
-                    "pairscope.objective": desc.current_objective or "",
-                    "pairscope.cell": str(target["cell"]),
-                },
-            )
-            write_ome_tiff(path, image)
-            rows.append(
-                StackResult(
-                    name,
-                    path,
-                    stack.shape,
-                    desc.pixel_size_um,
-                    plan.z_step_um,
-                    int(stack.min()),
-                    int(stack.max()),
-                    seconds / plan.n_positions,
-                )
-            )
-        truth = {
-            "specimen": specimen_of(core).ground_truth(),
-            "config": str(config),
-            "specimen_seed": int(core.getProperty(camera, "SpecimenSeed")),
-            "mount_seed": int(core.getProperty(camera, "MountSeed")),
-            "mount": json_safe(dataclasses.asdict(mount_of(core)), where="mount"),
-            "targets": targets,
-        }
-    return rows, truth
+        chosen = np.linspace(0, count - 1, n).round().astype(int)
+        return [
+            (int(c), groundtruth.stage_position_of_cell(core, int(c), height_um=2.0))
+            for c in chosen
+        ]
 
 
-def _no_progress(name: str, done: int, total: int) -> None:
-    """Default progress callback: report nothing."""
+def _sequence(
+    path: Path, targets: list[tuple[str, tuple[float, float, float]]], plan: DemoPlan
+) -> Path:
+    data = {
+        "stage_positions": [
+            {"x": x, "y": y, "z": z, "name": name} for name, (x, y, z) in targets
+        ],
+        "z_plan": {
+            "range": plan.z_step_um * (plan.n_planes - 1),
+            "step": plan.z_step_um,
+        },
+        "axis_order": "pcz",
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class DemoResult:
+    """Where the demo wrote its report, and its headline numbers."""
+
+    folder: Path
+    report_md: Path
+    metrics: dict[str, Any]
 
 
 def run_demo(
     out: Path,
     *,
     quick: bool = False,
-    seed: int | None = None,
+    seed: int = 0,
+    positions: int | None = None,
+    model: Path | None = None,
     real_timing: bool = False,
-    adapter_paths: list[Path] | None = None,
-    progress: ProgressCallback | None = None,
-) -> list[StackResult]:
-    """Image the same simulated cells on the demo wide-field and confocal scopes.
+    progress: DemoProgress | None = None,
+    log: Callable[[str], None] | None = None,
+) -> DemoResult:
+    """Run the whole correlative workflow on the simulated scopes.
 
     Parameters
     ----------
     out : Path
         New (or empty) output folder; its parent must exist.
     quick : bool
-        Use `QUICK_PLAN` (1 cell x 11 planes) instead of `FULL_PLAN` (2 x 21).
-    seed : int or None
-        Specimen seed for both scopes (None: the configurations' own).
+        `QUICK_PLAN` (3 cells, 21 planes, about 2 minutes) instead of
+        `FULL_PLAN`.
+    seed : int
+        Specimen seed; the hidden mounts derive from it.
+    positions : int, optional
+        Cells to image (default: the plan's).
+    model : Path, optional
+        Model checkpoint (default: the bundled demo model).
     real_timing : bool
         Let the simulated cameras wait the real exposure times.
-    adapter_paths : list of Path or None
-        Folders with Micro-Manager adapter libraries (None: the defaults).
-    progress : callable or None
-        Called as ``progress(scope_name, frames_done, frames_total)`` when a
-        scope starts and after every frame.
+    progress : callable, optional
+        Called as ``progress(step, done, total)``.
+    log : callable, optional
+        Receives one line per step.
 
     Returns
     -------
-    list of StackResult
-        One row per saved stack, paths inside the final folder; the ground
-        truth is in ``out / GROUND_TRUTH_FILE``.
+    DemoResult
 
     Raises
     ------
     UserError
-        ``out`` is not a new or empty folder, ``seed`` is out of range, or the
-        shipped configurations are missing.
-    ConfigError
-        A demo configuration does not load.
+        ``out`` holds other data, bad ``seed`` or ``positions``, or the
+        bundled model or configurations are missing.
 
     """
     folder = check_output_folder(out)
     check_seed(seed)
-    report = progress or _no_progress
     plan = QUICK_PLAN if quick else FULL_PLAN
-    resources = {name: bundled_config(cfg) for name, cfg in DEMO_SCOPES.items()}
+    if positions is not None:
+        if positions < 2:
+            raise UserError(f"--positions {positions} is too few", "Use 2 or more.")
+        plan = DemoPlan(
+            positions,
+            plan.n_planes,
+            plan.z_step_um,
+            plan.widefield_px,
+            min(plan.live_positions, positions),
+            plan.evaluation_crop_px,
+        )
+    model_path = Path(model) if model is not None else bundled_model()
+    if not model_path.is_file():
+        raise UserError(f"model {model_path} does not exist", "Check --model.")
+    step = progress or (lambda _s, _d, _t: None)
+    say = log or (lambda _line: None)
     partial = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
     partial.mkdir()
     try:
-        rows: list[StackResult] = []
-        truth: dict[str, Any] = {
-            "note": "simulation ground truth: hidden from the controller, for "
-            "checking registration and relocation only",
-            "specimen": {},
-            "scopes": {},
-        }
-        for name, resource in resources.items():
-            with importlib.resources.as_file(resource) as config:
-                scope_rows, scope_truth = _demo_scope(
-                    name,
-                    config,
-                    partial,
-                    plan,
-                    seed=seed,
-                    real_timing=real_timing,
-                    adapter_paths=adapter_paths,
-                    progress=report,
-                )
-            rows += scope_rows
-            truth["specimen"] = scope_truth.pop("specimen")
-            truth["scopes"][name] = scope_truth
-        truth_path = partial / GROUND_TRUTH_FILE
-        truth_path.write_text(json.dumps(truth, indent=2), encoding="utf-8")
+        metrics = _run(partial, plan, seed, model_path, real_timing, step, say)
         if folder.exists():
             folder.rmdir()
         partial.replace(folder)
     finally:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
-    for row in rows:
-        row.path = folder / row.path.name
-    return rows
+    return DemoResult(folder, folder / "report.md", metrics)
+
+
+def _run(
+    work: Path,
+    plan: DemoPlan,
+    seed: int,
+    model: Path,
+    real_timing: bool,
+    step: DemoProgress,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    from acquire.demo_report import DemoRecord, write_report
+
+    started = time.perf_counter()
+    (work / "configs").mkdir()
+    confocal = _config(work / "configs", "confocal", seed, plan, real_timing)
+    widefield = _config(work / "configs", "widefield", seed, plan, real_timing)
+    holder = load_holder(Path(str(bundled_config("demo_holder.json"))))
+    cells = _cells(confocal, plan.n_positions)
+    targets = [(f"cell{c:02d}", xyz) for c, xyz in cells]
+    timings: dict[str, float] = {}
+
+    def timed(name: str, t0: float) -> None:
+        timings[name] = round(time.perf_counter() - t0, 1)
+
+    step("confocal: fiducials", 0, 1)
+    t0 = time.perf_counter()
+    session = work / "session.json"
+    record_fiducials(
+        confocal,
+        session,
+        holder,
+        targets=tuple(Target(name, xyz) for name, xyz in targets),
+        progress=say,
+    )
+    step("confocal: fiducials", 1, 1)
+    timed("confocal_fiducials_s", t0)
+
+    t0 = time.perf_counter()
+    frames = plan.n_positions * plan.n_planes
+    step("confocal: stacks", 0, frames)
+    sequence = _sequence(work / "cells.yaml", targets, plan)
+
+    def frame_counter(name: str, total: int) -> Callable[[Any], None]:
+        count = [0]
+
+        def connect(controller: Any) -> None:
+            def on_frame(*_args: Any) -> None:
+                count[0] += 1
+                step(name, count[0], total)
+
+            controller.events.frame_acquired.connect(on_frame)
+
+        return connect
+
+    run_acquisition(
+        AcquisitionRequest(sequence, confocal, work / "confocal"),
+        connect=frame_counter("confocal: stacks", frames),
+    )
+    timed("confocal_stacks_s", t0)
+
+    t0 = time.perf_counter()
+    step("wide-field: stacks", 0, frames)
+    paired: PairedRunResult = run_paired_acquisition(
+        PairedRunRequest(
+            session=session,
+            confocal_dataset=work / "confocal",
+            config=widefield,
+            out=work / "widefield",
+            database=work / "pairs",
+            wait_for_registration=True,
+        ),
+        progress=say,
+        on_outcome=lambda o: say(
+            f"{o.position_name}: {'paired' if o.accepted else 'flagged'}"
+        ),
+        connect=frame_counter("wide-field: stacks", frames),
+    )
+    timed("widefield_relocate_acquire_register_s", t0)
+
+    t0 = time.perf_counter()
+    live = _live(work, widefield, paired, plan, model, step)
+    timed("live_enhancement_s", t0)
+
+    record = DemoRecord(
+        work=work,
+        plan=plan,
+        seed=seed,
+        model=model,
+        confocal_config=confocal,
+        widefield_config=widefield,
+        session=session,
+        cells=cells,
+        paired=paired,
+        live=live,
+        timings=timings,
+    )
+    t0 = time.perf_counter()
+    step("report", 0, 1)
+    metrics = write_report(record, say=say)
+    step("report", 1, 1)
+    timed("evaluation_and_report_s", t0)
+    metrics["timings_s"] = {
+        **timings,
+        "total_s": round(time.perf_counter() - started, 1),
+    }
+    (work / "report.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    return metrics
+
+
+def _live(
+    work: Path,
+    widefield: Path,
+    paired: PairedRunResult,
+    plan: DemoPlan,
+    model: Path,
+    step: DemoProgress,
+) -> Any:
+    """Re-image the first cells on the wide-field with live enhancement."""
+    from acquire.live_enhance import run_live_enhancement
+
+    chosen = paired.relocated[: plan.live_positions]
+    targets = [(t.name, t.stage_xyz_um) for t in chosen]
+    sequence = _sequence(work / "live.yaml", targets, plan)
+    step("live enhancement", 0, len(targets))
+    done = [0]
+
+    def on_enhanced(_stack: Any) -> None:
+        done[0] += 1
+        step("live enhancement", done[0], len(targets))
+
+    return run_live_enhancement(
+        AcquisitionRequest(sequence, widefield, work / "live"),
+        model,
+        queue_size=len(targets),
+        threads=2,
+        on_enhanced=on_enhanced,
+    )

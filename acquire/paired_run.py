@@ -36,6 +36,7 @@ from acquire.pairing import ConfocalPartner, Pairer, PairOutcome, partner_from_s
 from acquire.session import load_session
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase, PairDatabaseError
+from correlate.stage_transform import StageTransform
 
 __all__ = ["PairedRunRequest", "PairedRunResult", "run_paired_acquisition"]
 
@@ -93,6 +94,9 @@ class PairedRunResult:
 
     acquisition: AcquisitionResult
     relocated: tuple[RelocatedTarget, ...]
+    transform: StageTransform
+    marks_b: dict[str, tuple[float, float, float]]
+    widefield_pixel_um: float
     outcomes: list[PairOutcome] = field(default_factory=list)
     applied_offsets_um: dict[str, tuple[float, float, float]] = field(
         default_factory=dict
@@ -261,12 +265,14 @@ def run_paired_acquisition(
     queue = StackQueue(pairer, maxsize=request.queue_size, name="registration")
 
     controllers: list[AcquisitionController] = []
+    pixel_um: list[float] = []
 
     def prepare(controller: AcquisitionController) -> None:
         controllers.append(controller)
         if turret and objective:
             controller.core.setStateLabel(turret, objective)
             controller.core.waitForDevice(turret)
+        pixel_um.append(float(controller.core.getPixelSizeUm()))
         # what offline pairing (pairs build) needs to pair these stacks again
         controller.dataset.update_manifest(
             relocation={
@@ -297,6 +303,9 @@ def run_paired_acquisition(
     return PairedRunResult(
         acquisition=acquisition,
         relocated=relocated,
+        transform=transform,
+        marks_b=found.positions(),
+        widefield_pixel_um=pixel_um[0] if pixel_um else calibration.pixel_size_um,
         outcomes=list(pairer.outcomes),
         applied_offsets_um=dict(controllers[0].applied_offsets) if controllers else {},
         registration_failures=queue.stats.failed,

@@ -1,4 +1,4 @@
-"""The demo as a library call: shipped configs, progress and returned rows."""
+"""The demo: the whole workflow hands-off, its report checked against thresholds."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+from acquire_helpers import pairscope
 
 from acquire.bundled_configs import bundled_config
-from acquire.demo import DEMO_SCOPES, GROUND_TRUTH_FILE, QUICK_PLAN, run_demo
+from acquire.demo import QUICK_PLAN, bundled_model, run_demo
 from acquire.errors import UserError
 
 
-def test_demo_configs_are_found_as_package_resources() -> None:
-    for filename in DEMO_SCOPES.values():
+def test_demo_configs_and_model_are_found_as_package_resources() -> None:
+    for filename in ("demo_widefield.cfg", "demo_confocal.cfg"):
         resource = bundled_config(filename)
         assert resource.is_file()
         assert "Property,Core,Initialize,1" in resource.read_text(encoding="utf-8")
+    model = bundled_model()
+    assert model.stat().st_size < 10 * 1024 * 1024
 
 
 def test_a_missing_shipped_config_is_a_user_error() -> None:
@@ -24,27 +27,42 @@ def test_a_missing_shipped_config_is_a_user_error() -> None:
         bundled_config("nothing.cfg")
 
 
-def test_run_demo_refuses_a_bad_seed_before_touching_the_disk(tmp_path: Path) -> None:
+def test_bad_input_is_refused_before_touching_the_disk(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="--seed"):
         run_demo(tmp_path / "out", seed=-1)
+    with pytest.raises(UserError, match="--positions"):
+        run_demo(tmp_path / "out", positions=1)
     assert list(tmp_path.iterdir()) == []
+    # an output folder holding other data: one message, exit 2, nothing touched
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    proc = pairscope("demo", "--out", other, "--quick")
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "not empty" in proc.stderr
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
 @pytest.mark.slow
-def test_quick_run_reports_progress_and_returns_the_rows(tmp_path: Path) -> None:
+def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    seen: list[tuple[str, int, int]] = []
-    rows = run_demo(out, quick=True, seed=3, progress=lambda *args: seen.append(args))
-    frames = QUICK_PLAN.n_positions * QUICK_PLAN.n_planes
-    for name in DEMO_SCOPES:
-        mine = [s for s in seen if s[0] == name]
-        assert mine[0] == (name, 0, frames)
-        assert mine[-1] == (name, frames, frames)
-    assert [row.scope_name for row in rows] == list(DEMO_SCOPES)
-    for row in rows:
-        assert row.path.parent == out
-        assert row.path.is_file()
-        assert row.shape == (QUICK_PLAN.n_planes, 512, 512)
-    truth = json.loads((out / GROUND_TRUTH_FILE).read_text(encoding="utf-8"))
-    assert {s["specimen_seed"] for s in truth["scopes"].values()} == {3}
+    proc = pairscope("demo", "--out", out, "--quick", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    # relocation and registration against the simulator's truth
+    assert report["relocation"]["targets"] == QUICK_PLAN.n_positions
+    assert report["relocation"]["lateral_rms_um"] <= 1.0
+    assert report["registration"]["accepted"] == QUICK_PLAN.n_positions
+    assert report["registration"]["lateral_rms_px"] <= 0.2
+    # the model beats deconvolution, which beats nothing
+    mean = report["enhancement"]["mean"]
+    assert mean["model"]["psnr_db"] > mean["richardson_lucy"]["psnr_db"]
+    assert report["live"]["enhanced"] + report["live"]["dropped"] >= 1
+    assert all(report["checks"].values())
+    for figure in ("fiducial_map", "pair_montage", "enhancement"):
+        png = out / "figures" / f"{figure}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "figures/fiducial_map.png" in text and "| model |" in text
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]
