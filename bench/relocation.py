@@ -37,13 +37,18 @@ N_TARGETS = 20
 
 
 def mounted_config(
-    folder: Path, name: str, seed: int, max_rotation_deg: float = 180.0
+    folder: Path,
+    name: str,
+    seed: int,
+    max_rotation_deg: float = 180.0,
+    max_translation_um: float = 1000.0,
 ) -> Path:
     """A demo config with its own random mount (rotation up to +-180 degrees)."""
     text = (CONFIGS / f"demo_{name}.cfg").read_text()
     text += (
         f"\n#py Property,Camera,MountSeed,{seed}"
         f"\n#py Property,Camera,MountMaxRotationDeg,{max_rotation_deg:g}"
+        f"\n#py Property,Camera,MountMaxTranslationUm,{max_translation_um:g}"
         "\n#py Property,Camera,RealTiming,No\n"
     )
     path = folder / f"{name}_{seed}.cfg"
@@ -57,15 +62,22 @@ def results_path(quick: bool) -> Path:
 
 
 def run_mount(
-    folder: Path, seed: int, max_rotation_deg: float = 180.0
+    folder: Path,
+    seed: int,
+    max_rotation_deg: float = 180.0,
+    max_translation_um: float = 1000.0,
 ) -> dict[str, object]:
     from acquire.correlation_run import load_holder, record_fiducials, relocate
     from acquire.hardware import scope
     from acquire.session import Target
     from acquire.sim import groundtruth
 
-    confocal = mounted_config(folder, "confocal", 1000 + 2 * seed, max_rotation_deg)
-    widefield = mounted_config(folder, "widefield", 1001 + 2 * seed, max_rotation_deg)
+    confocal = mounted_config(
+        folder, "confocal", 1000 + 2 * seed, max_rotation_deg, max_translation_um
+    )
+    widefield = mounted_config(
+        folder, "widefield", 1001 + 2 * seed, max_rotation_deg, max_translation_um
+    )
     holder = load_holder(CONFIGS / "demo_holder.json")
     with scope(confocal) as core:
         n_cells = len(groundtruth.specimen_of(core).cells)
@@ -175,7 +187,8 @@ def main() -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="one mount placed by hand (rotation within +-5 deg): under a minute",
+        help="one holder placed against a stop (rotation within +-5 deg, "
+        "translation within +-300 um): under a minute",
     )
     parser.add_argument(
         "--mounts", type=int, default=20, help="random mounts (default 20)"
@@ -188,7 +201,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="pairscope-reloc-") as tmp:
         for seed in range(n_mounts):
             try:
-                row = run_mount(Path(tmp), seed, 5.0 if args.quick else 180.0)
+                limits = (5.0, 300.0) if args.quick else (180.0, 1000.0)
+                row = run_mount(Path(tmp), seed, *limits)
             except Exception as error:  # a failed mount is a result too
                 failures.append(
                     {"seed": seed, "error": f"{type(error).__name__}: {error}"}

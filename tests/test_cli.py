@@ -217,29 +217,6 @@ def test_unparsable_option_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "--exposure-ms" in result.stderr
 
 
-@pytest.mark.slow
-def test_quick_demo_runs_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    result = pairscope("demo", "--out", out, "--quick", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    names = sorted(p.name for p in out.iterdir())
-    assert names == [
-        "confocal_cell00.ome.tif",
-        "ground_truth.json",
-        "widefield_cell00.ome.tif",
-    ]
-    for name, size_um in (("widefield", 0.1625), ("confocal", 0.1)):
-        with tifffile.TiffFile(out / f"{name}_cell00.ome.tif") as tif:
-            assert tif.series[0].shape == (11, 512, 512)
-            pixels = ET.fromstring(tif.ome_metadata or "").find(
-                "ome:Image/ome:Pixels", OME
-            )
-        assert pixels is not None
-        assert float(pixels.get("PhysicalSizeX", "nan")) == pytest.approx(size_um)
-        assert float(pixels.get("PhysicalSizeZ", "nan")) == pytest.approx(0.5)
-    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no partial folder
-
-
 def test_snap_refuses_an_absurd_exposure_before_opening_the_scope(
     tmp_path: Path,
 ) -> None:

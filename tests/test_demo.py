@@ -40,7 +40,7 @@ def test_bad_input_is_refused_before_touching_the_disk(tmp_path: Path) -> None:
     proc = pairscope("demo", "--out", other, "--quick")
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert "not empty" in proc.stderr
+    assert "already holds data" in proc.stderr
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
 
 
