@@ -169,6 +169,13 @@ def relocate(
 ) -> tuple[StageTransform, tuple[RelocatedTarget, ...], FiducialSurvey]:
     """Scope B: find the marks, fit the transform, map the targets."""
     session = load_session(session_path)
+    if len(session.marks) < 3:
+        # fail before a search of minutes that could never relate the scopes
+        raise UserError(
+            f"{session_path} records only {len(session.marks)} marks; at least 3 "
+            "are needed to relocate",
+            "Find the marks on scope A again (pairscope fiducials).",
+        )
     with scope(config) as core:
         found = survey(
             core,
