@@ -13,7 +13,11 @@ from acquire_helpers import pairscope
 from acquire.correlation_run import load_holder, load_targets, record_fiducials
 from acquire.hardware import scope
 from acquire.ome_tiff import OmeImage, write_ome_tiff
-from acquire.paired_run import PairedRunRequest, run_paired_acquisition
+from acquire.paired_run import (
+    PairedRunRequest,
+    PairedRunResult,
+    run_paired_acquisition,
+)
 from acquire.sim import groundtruth
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase
@@ -76,21 +80,32 @@ def scope_a(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"session": biased, "dataset": dataset, "config": confocal}
 
 
-def test_paired_acquisition_registers_and_refines_positions(
-    tmp_path: Path, scope_a: dict[str, Path]
-) -> None:
-    widefield = small_scope(tmp_path, "widefield", 42)
+@pytest.fixture(scope="module")
+def scope_b(
+    tmp_path_factory: pytest.TempPathFactory, scope_a: dict[str, Path]
+) -> tuple[PairedRunResult, Path]:
+    """Scope B (wide-field): relocated, acquired and paired on the fly."""
+    folder = tmp_path_factory.mktemp("scope_b")
+    widefield = small_scope(folder, "widefield", 42)
     result = run_paired_acquisition(
         PairedRunRequest(
             session=scope_a["session"],
             confocal_dataset=scope_a["dataset"],
             config=widefield,
-            out=tmp_path / "widefield_stacks",
-            database=tmp_path / "pairs",
+            out=folder / "widefield_stacks",
+            database=folder / "pairs",
             queue_size=len(CELLS),
             wait_for_registration=True,
         )
     )
+    return result, folder
+
+
+def test_paired_acquisition_registers_and_refines_positions(
+    scope_b: tuple[PairedRunResult, Path],
+) -> None:
+    result, tmp_path = scope_b
+    widefield = tmp_path / "widefield.cfg"
     assert result.acquisition.status == "complete"
     assert result.registration_failures == 0
     outcomes = {o.position_name: o for o in result.outcomes}
@@ -145,24 +160,11 @@ def test_paired_acquisition_registers_and_refines_positions(
         assert abs(measured[2] - truth[name][2]) < 0.3
 
 
-def test_pairs_cli_lists_and_shows(tmp_path: Path, scope_a: dict[str, Path]) -> None:
-    widefield = small_scope(tmp_path, "widefield", 43)
-    db = tmp_path / "pairs"
-    proc = pairscope(
-        "pairs",
-        "acquire",
-        scope_a["session"],
-        "--confocal",
-        scope_a["dataset"],
-        "--config",
-        widefield,
-        "--out",
-        tmp_path / "wf",
-        "--db",
-        db,
-        "--open-loop",
-    )
-    assert proc.returncode == 0, proc.stderr
+def test_pairs_cli_lists_shows_and_builds(
+    tmp_path: Path, scope_a: dict[str, Path], scope_b: tuple[PairedRunResult, Path]
+) -> None:
+    db = scope_b[1] / "pairs"
+    wf = scope_b[1] / "widefield_stacks"
     listing = pairscope("pairs", "list", db)
     assert listing.returncode == 0, listing.stderr
     ids = [r.pair_id for r in PairDatabase.open(db).records()]
@@ -172,9 +174,7 @@ def test_pairs_cli_lists_and_shows(tmp_path: Path, scope_a: dict[str, Path]) -> 
     assert shown.returncode == 0, shown.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # offline build into a second database gives the same pairs' registrations
-    again = pairscope(
-        "pairs", "build", "--widefield", tmp_path / "wf", "--db", tmp_path / "again"
-    )
+    again = pairscope("pairs", "build", "--widefield", wf, "--db", tmp_path / "again")
     assert again.returncode == 0, again.stderr
     rebuilt = PairDatabase.open(tmp_path / "again").records(accepted_only=False)
     assert len(rebuilt) == len(CELLS)
@@ -190,7 +190,7 @@ def test_pairs_cli_lists_and_shows(tmp_path: Path, scope_a: dict[str, Path]) -> 
         "pairs",
         "build",
         "--widefield",
-        tmp_path / "wf",
+        wf,
         "--db",
         tmp_path / "imported",
         *args,
