@@ -24,6 +24,7 @@ from acquire.acquisition import AcquisitionRequest
 from acquire.cli_acquire import acquire_main
 from acquire.cli_common import console, err_console
 from acquire.cli_common import handle_errors as _handle_errors
+from acquire.cli_enhance import enhance, evaluate, train
 from acquire.cli_gui import gui
 from acquire.cli_pairs import pairs_app
 from acquire.correlation_run import (
@@ -61,6 +62,9 @@ def _version(value: bool) -> None:
 
 app.add_typer(pairs_app, name="pairs")
 app.command("gui")(gui)
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("enhance")(enhance)
 
 
 @app.callback()

@@ -1,0 +1,514 @@
+"""``pairscope train``, ``evaluate`` and ``enhance``: the model commands.
+
+``train`` fits a wide-field -> confocal model on the train split of a paired
+database (validation split: early stopping), ``evaluate`` scores it against
+raw wide-field and Richardson-Lucy on a held-out split, ``enhance`` runs it on
+the stacks of a dataset or on an OME-TIFF.
+
+Registered pairs carry the fill value (0) wherever the wide-field stack did
+not cover the confocal grid (typically a last plane). Such all-fill border
+planes are cut off before training and evaluation (:func:`trim_to_overlap`),
+so the network and the baseline see only measured wide-field voxels, as they
+do live.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import numpy as np
+import typer
+from numpy.typing import NDArray
+from rich import box
+from rich.table import Table
+
+from acquire.cli_common import console, err_console, handle_errors
+from acquire.errors import UserError
+from acquire.paths import check_output_folder
+
+if TYPE_CHECKING:
+    from enhance.data import TrainingPair
+    from enhance.predict import Enhancer
+
+__all__ = ["crop_yx", "enhance", "evaluate", "train", "trim_to_overlap"]
+
+DEFAULT_PATCH = "16,64,64"
+
+
+def trim_to_overlap(pair: TrainingPair, *, fill: float = 0.0) -> TrainingPair:
+    """The pair without border planes where the wide-field stack is all ``fill``.
+
+    Parameters
+    ----------
+    pair : TrainingPair
+        A registered pair from the database.
+    fill : float
+        Value registration writes outside the wide-field stack's overlap.
+
+    Returns
+    -------
+    TrainingPair
+        Same ids and voxel size; both stacks cut to the same box.
+
+    """
+    from enhance.data import TrainingPair
+
+    measured = np.asarray(pair.widefield) != fill
+    box_slices = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(measured.any(axis=others))
+        if hits.size == 0:
+            return pair
+        box_slices.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    window = tuple(box_slices)
+    if all(
+        s.start == 0 and s.stop == n
+        for s, n in zip(window, pair.widefield.shape, strict=True)
+    ):
+        return pair
+    return TrainingPair(
+        pair_id=pair.pair_id,
+        cell_id=pair.cell_id,
+        widefield=np.ascontiguousarray(pair.widefield[window]),
+        confocal=np.ascontiguousarray(pair.confocal[window]),
+        voxel_size_um=pair.voxel_size_um,
+    )
+
+
+def _triple(text: str, option: str) -> tuple[int, int, int]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise UserError(
+            f"{option} {text!r} is not three positive integers",
+            f"Write it as z,y,x, e.g. {option} {DEFAULT_PATCH}.",
+        )
+    return (values[0], values[1], values[2])
+
+
+def crop_yx(pair: TrainingPair, size: int) -> TrainingPair:
+    """The central ``size`` x ``size`` pixels of both stacks (all planes)."""
+    from enhance.data import TrainingPair
+
+    _, ny, nx = pair.widefield.shape
+    y0, x0 = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
+    window = (slice(None), slice(y0, y0 + size), slice(x0, x0 + size))
+    return TrainingPair(
+        pair_id=pair.pair_id,
+        cell_id=pair.cell_id,
+        widefield=np.ascontiguousarray(pair.widefield[window]),
+        confocal=np.ascontiguousarray(pair.confocal[window]),
+        voxel_size_um=pair.voxel_size_um,
+    )
+
+
+def _load_split(
+    database: Path,
+    split: str,
+    *,
+    limit: int | None = None,
+    crop: int | None = None,
+) -> tuple[Any, list[TrainingPair]]:
+    from correlate.pairdb import PairDatabase
+    from enhance.database_pairs import load_split
+
+    db = PairDatabase.open(database)
+    pairs = [trim_to_overlap(p) for p in load_split(db, split, limit=limit)]
+    if crop is not None:
+        pairs = [crop_yx(p, crop) for p in pairs]
+    return db, pairs
+
+
+def _check_new_file(out: Path, *, overwrite: bool) -> Path:
+    path = out.expanduser().absolute()
+    if path.is_dir():
+        raise UserError(f"--out {str(path)!r} is a folder", "Give a model file name.")
+    if path.exists() and not overwrite:
+        raise UserError(
+            f"model file {str(path)!r} already exists",
+            "Choose another --out, or pass --overwrite to replace it.",
+        )
+    if not path.parent.is_dir():
+        raise UserError(
+            f"parent folder {str(path.parent)!r} of --out does not exist",
+            "Create it first or choose another --out.",
+        )
+    return path
+
+
+@handle_errors
+def train(
+    database: Annotated[Path, typer.Argument(help="Paired-image database folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New model file (.pt).")],
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of weights and patches.")
+    ] = 0,
+    max_minutes: Annotated[
+        float, typer.Option("--max-minutes", help="Stop after the epoch past this.")
+    ] = 20.0,
+    max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
+    steps_per_epoch: Annotated[int, typer.Option("--steps-per-epoch")] = 25,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
+    patch: Annotated[
+        str, typer.Option("--patch", help="Training patch z,y,x in voxels.")
+    ] = DEFAULT_PATCH,
+    base_channels: Annotated[int, typer.Option("--base-channels")] = 8,
+    depth: Annotated[int, typer.Option("--depth", help="U-Net pooling steps.")] = 2,
+    loss: Annotated[str, typer.Option("--loss", help="l1 or mse.")] = "mse",
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
+    patience: Annotated[int, typer.Option("--patience")] = 20,
+    val_patches: Annotated[int, typer.Option("--val-patches")] = 32,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads (default: all).")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+) -> None:
+    """Train a wide-field -> confocal model on a paired database's train split."""
+    from enhance.training import EpochRecord, TrainingConfig, train_model
+    from enhance.unet import UNetConfig
+
+    target = _check_new_file(out, overwrite=overwrite)
+    if loss not in ("l1", "mse"):
+        raise UserError(f"--loss {loss!r} is unknown", "Use --loss l1 or --loss mse.")
+    loss_name: Literal["l1", "mse"] = "l1" if loss == "l1" else "mse"
+    config = TrainingConfig(
+        unet=UNetConfig(depth=depth, base_channels=base_channels),
+        patch_shape=_triple(patch, "--patch"),
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        max_epochs=max_epochs,
+        patience=patience,
+        learning_rate=learning_rate,
+        loss=loss_name,
+        n_val_patches=val_patches,
+        seed=seed,
+        device=device,
+        num_threads=threads,
+        max_duration_s=max_minutes * 60.0,
+    )
+    db, train_pairs = _load_split(database, "train")
+    _, val_pairs = _load_split(database, "val")
+    err_console.print(
+        f"training on {len(train_pairs)} pairs "
+        f"({len({p.cell_id for p in train_pairs})} cells), validating on "
+        f"{len(val_pairs)} pairs; stop after {max_minutes:g} min",
+        markup=False,
+    )
+
+    def progress(record: EpochRecord) -> None:
+        err_console.print(
+            f"epoch {record.epoch:4d}  train {record.train_loss:.5f}  "
+            f"val {record.val_loss:.5f}  lr {record.learning_rate:.2g}  "
+            f"{record.seconds:.1f} s",
+            markup=False,
+        )
+
+    result = train_model(
+        train_pairs,
+        val_pairs,
+        config,
+        progress=progress,
+        catalog_sha256=db.catalog_sha256(),
+        command_line=("pairscope", *sys.argv[1:]),
+    )
+    result.checkpoint.save(target)
+    metrics = result.checkpoint.metrics
+    table = Table(title=f"trained model: {target}", box=box.SIMPLE_HEAD)
+    for column in ("epochs", "best epoch", "val loss", "identity loss", "minutes"):
+        table.add_column(column)
+    table.add_row(
+        str(len(result.history)),
+        str(result.best_epoch),
+        f"{metrics['val_loss']:.5f}",
+        f"{metrics['val_loss_identity']:.5f}",
+        f"{result.seconds / 60:.1f}",
+    )
+    console.print(table)
+
+
+def _metrics_table(report: Any, title: str) -> Table:
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    for column in ("method", "PSNR dB", "SSIM", "NRMSE", "Pearson r"):
+        table.add_column(column)
+    for method, metrics in report.mean.items():
+        table.add_row(
+            method,
+            f"{metrics.psnr_db:.2f}",
+            f"{metrics.ssim:.4f}",
+            f"{metrics.nrmse:.4f}",
+            f"{metrics.pearson_r:.4f}",
+        )
+    return table
+
+
+@handle_errors
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="Model file of `pairscope train`.")],
+    database: Annotated[Path, typer.Argument(help="Paired-image database folder.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", "-o", help="New folder for the report.")
+    ],
+    split: Annotated[str, typer.Option("--split", help="Split to score.")] = "test",
+    rl_iterations: Annotated[
+        int | None,
+        typer.Option("--rl-iterations", help="Fixed RL count (default: tuned)."),
+    ] = None,
+    rl_candidates: Annotated[
+        str, typer.Option("--rl-candidates", help="RL counts tried when tuning.")
+    ] = "10,20,40,80,160",
+    rl_background: Annotated[
+        float | None,
+        typer.Option(
+            "--rl-background",
+            help="Camera offset subtracted before RL (default: the tuning "
+            "stack's 1st percentile).",
+        ),
+    ] = None,
+    max_pairs: Annotated[
+        int | None,
+        typer.Option("--max-pairs", help="Score only the first N pairs.", min=1),
+    ] = None,
+    crop: Annotated[
+        int | None,
+        typer.Option(
+            "--crop-yx",
+            help="Score the central N x N pixels of every stack (faster RL).",
+            min=16,
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+) -> None:
+    """Score raw wide-field, Richardson-Lucy and the model against the confocal."""
+    from enhance.checkpoint import load_checkpoint
+    from enhance.evaluation import evaluate as run_evaluation
+
+    folder = check_output_folder(out_dir)
+    try:
+        candidates = tuple(int(v) for v in rl_candidates.split(","))
+    except ValueError:
+        candidates = ()
+    if not candidates or min(candidates) < 1:
+        raise UserError(
+            f"--rl-candidates {rl_candidates!r} is not a list of positive integers",
+            "Write it as e.g. 10,20,40,80,160.",
+        )
+    checkpoint = load_checkpoint(model)
+    _, pairs = _load_split(database, split, limit=max_pairs, crop=crop)
+    tuning_pair = None
+    if rl_iterations is None:
+        if split == "val":
+            raise UserError(
+                "RL would be tuned on the validation split it is scored on",
+                "Pass --rl-iterations, or evaluate the test split.",
+            )
+        tuning_pair = _load_split(database, "val", limit=1, crop=crop)[1][0]
+    if rl_background is None:
+        reference = tuning_pair.widefield if tuning_pair else pairs[0].widefield
+        rl_background = float(np.percentile(reference, 1.0))
+    err_console.print(
+        f"scoring {len(pairs)} pairs of the {split} split"
+        + (
+            f"; tuning RL on validation pair {tuning_pair.pair_id}"
+            if tuning_pair
+            else ""
+        ),
+        markup=False,
+    )
+    report = run_evaluation(
+        checkpoint,
+        pairs,
+        out_dir=folder,
+        rl_iterations=rl_iterations,
+        rl_tuning_pair=tuning_pair,
+        rl_candidates=candidates,
+        rl_background=rl_background,
+        device=device,
+    )
+    console.print(
+        _metrics_table(
+            report,
+            f"{split} split, {len(pairs)} pairs; RL {report.rl_iterations} "
+            f"iterations, background {rl_background:.1f}",
+        )
+    )
+    rl, ours = report.mean["richardson_lucy"], report.mean["model"]
+    console.print(
+        f"model - RL: {ours.psnr_db - rl.psnr_db:+.2f} dB PSNR, "
+        f"{ours.ssim - rl.ssim:+.4f} SSIM; model speed "
+        f"{report.model_voxels_per_s / 1e6:.2f} Mvoxel/s",
+        markup=False,
+    )
+    console.print(
+        f"wrote {report.report_md}, {report.report_json}, {report.figure_png}",
+        markup=False,
+    )
+
+
+def _input_stacks(
+    source: Path, channel: int
+) -> list[tuple[str, NDArray[np.float32], tuple[float, float, float], str, str]]:
+    """(name, stack, voxel size, position, scope) of every stack of the input."""
+    if source.is_file():
+        from correlate.pairdb import read_ome_tiff_stack
+
+        imported = read_ome_tiff_stack(source, channel=channel)
+        name = source.name.split(".")[0] or "stack"
+        return [(name, imported.data, imported.voxel_size_um, "", "")]
+    if not source.is_dir():
+        raise UserError(
+            f"input {str(source)!r} does not exist",
+            "Give a pairscope dataset folder or an OME-TIFF file.",
+        )
+    from acquire.storage.reader import committed_stacks, read_stack
+
+    names = committed_stacks(source)
+    if not names:
+        raise UserError(
+            f"dataset {str(source)!r} holds no committed stack",
+            "Give a dataset that `pairscope acquire` wrote stacks into.",
+        )
+    stacks = []
+    for name in names:
+        stored = read_stack(source, name)
+        if not 0 <= channel < stored.data.shape[0]:
+            raise UserError(
+                f"stack {name} of {str(source)!r} has no channel {channel}",
+                f"Pick --channel 0..{stored.data.shape[0] - 1}.",
+            )
+        stacks.append(
+            (
+                name,
+                np.asarray(stored.data[channel], dtype=np.float32),
+                stored.voxel_size_um,
+                stored.position_name,
+                stored.scope_name,
+            )
+        )
+    return stacks
+
+
+def _write_enhanced(
+    enhancer: Enhancer,
+    stacks: list[tuple[str, NDArray[np.float32], tuple[float, float, float], str, str]],
+    out: Path,
+    *,
+    resample: bool,
+    manifest: dict[str, Any],
+) -> int:
+    from acquire.live_enhance import resample_to
+    from acquire.storage import Dataset, StackSpec
+
+    checkpoint = enhancer.checkpoint
+    voxel = checkpoint.voxel_size_um
+    dataset: Dataset | None = None
+    for name, data, voxel_size_um, position, scope in stacks:
+        if resample:
+            data = resample_to(data, voxel_size_um, voxel)
+            voxel_size_um = voxel
+        result = enhancer.predict(data, voxel_size_um=voxel_size_um)
+        image = result.image
+        if dataset is None:
+            dataset = Dataset.create(out, manifest)
+        writer = dataset.begin_stack(
+            StackSpec(
+                name=name,
+                n_channels=1,
+                n_planes=int(image.shape[0]),
+                shape_yx=(int(image.shape[1]), int(image.shape[2])),
+                dtype="float32",
+                voxel_size_um=voxel_size_um,
+                channel_names=("enhanced",),
+                position_name=position,
+                scope_name=scope,
+            )
+        )
+        for z, plane in enumerate(image):
+            writer.write_plane(0, z, plane, {"source_stack": name, "z": z})
+        writer.commit()
+        err_console.print(
+            f"{name}: {image.shape[0]}x{image.shape[1]}x{image.shape[2]} voxels "
+            f"in {result.seconds:.1f} s ({result.voxels_per_s / 1e6:.2f} Mvoxel/s)",
+            markup=False,
+        )
+    assert dataset is not None
+    dataset.mark_complete()
+    return len(stacks)
+
+
+def _check_voxel_size(
+    name: str,
+    voxel_size_um: tuple[float, float, float],
+    model_voxel_um: tuple[float, float, float],
+) -> None:
+    """Refuse a stack off the model's grid before anything is written."""
+    from enhance.errors import VoxelSizeError
+    from enhance.predict import VOXEL_SIZE_RTOL
+
+    given = np.asarray(voxel_size_um, float)
+    wanted = np.asarray(model_voxel_um, float)
+    if np.all(np.abs(given - wanted) <= VOXEL_SIZE_RTOL * wanted):
+        return
+    raise VoxelSizeError(
+        f"stack {name} has voxel size (dz, dy, dx) = "
+        f"{tuple(round(v, 4) for v in given.tolist())} um, the model was trained "
+        f"for {tuple(round(v, 4) for v in wanted.tolist())} um",
+        "pass --resample to resample it onto the model's grid",
+    )
+
+
+@handle_errors
+def enhance(
+    model: Annotated[Path, typer.Argument(help="Model file of `pairscope train`.")],
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="Dataset folder (every stack) or OME-TIFF file."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="New dataset of enhanced stacks.")
+    ],
+    resample: Annotated[
+        bool,
+        typer.Option(
+            "--resample",
+            help="Resample stacks of another voxel size onto the model's grid.",
+        ),
+    ] = False,
+    channel: Annotated[int, typer.Option("--channel", help="Channel to enhance.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+) -> None:
+    """Enhance every stack of a dataset (or one OME-TIFF) into a new dataset."""
+    from enhance.predict import Enhancer
+
+    folder = check_output_folder(out)
+    enhancer = Enhancer(model, device=device)
+    stacks = _input_stacks(source, channel)
+    checkpoint = enhancer.checkpoint
+    if not resample:
+        for name, _, voxel_size_um, _, _ in stacks:
+            _check_voxel_size(name, voxel_size_um, checkpoint.voxel_size_um)
+    count = _write_enhanced(
+        enhancer,
+        stacks,
+        folder,
+        resample=resample,
+        manifest={
+            "kind": "enhanced",
+            "source": str(source.resolve()),
+            "model_file": str(model.resolve()),
+            "model": {
+                "voxel_size_um": list(checkpoint.voxel_size_um),
+                "software_version": checkpoint.software_version,
+                "created_utc": checkpoint.created_utc,
+                "provenance": checkpoint.provenance.to_dict(),
+            },
+        },
+    )
+    console.print(f"enhanced {count} stacks into {folder}", markup=False)

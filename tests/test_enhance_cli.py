@@ -1,0 +1,244 @@
+"""The model commands: ``train``, ``evaluate`` and ``enhance`` on tiny simulated pairs.
+
+The commands run through a Typer app assembled here from
+:mod:`acquire.cli_enhance` (the same functions ``pairscope`` registers).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from acquire.cli_enhance import enhance, evaluate, train
+from acquire.sim.pairs import simulate_pair
+from acquire.storage.reader import committed_stacks, read_stack
+from correlate.pairdb import PairDatabase, StackMeta
+from correlate.registration import register_pair
+from enhance.checkpoint import load_checkpoint
+from enhance.predict import predict_stack
+
+N_PLANES = 12
+FIELD_PX = 96
+TINY_TRAIN = [
+    "--patch", "4,32,32", "--base-channels", "2", "--depth", "1",
+    "--max-epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+    "--val-patches", "2", "--threads", "1", "--device", "cpu",
+]  # fmt: skip
+
+app = typer.Typer()
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("enhance")(enhance)
+runner = CliRunner()
+
+
+def cli(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def add_tiny_pair(db: PairDatabase, seed: int, cell: int) -> None:
+    """One small simulated pair, registered as the pipeline does.
+
+    Registration of a 96-px field is sometimes flagged; the commands under test
+    only need aligned stacks, so every pair is stored as accepted.
+    """
+    pair = simulate_pair(seed, n_planes=N_PLANES, field_px=FIELD_PX, cell=cell)
+    wf, cf = pair.widefield, pair.confocal
+    result = register_pair(
+        wf.data,
+        cf.data,
+        widefield_voxel_um=wf.voxel_um,
+        confocal_voxel_um=cf.voxel_um,
+        initial=pair.initial,
+    )
+    meta = StackMeta(
+        scope="sim",
+        objective=None,
+        stage_xyz_um=None,
+        voxel_size_um=wf.voxel_um,
+        acquired_at=None,
+        source=f"simulate_pair({seed})",
+    )
+    db.add_pair(
+        widefield=result.aligned_widefield,
+        confocal=result.confocal,
+        voxel_size_um=cf.voxel_um,
+        cell_id=f"cell{cell:02d}",
+        transform={"registered": result.transform.to_dict()},
+        metrics={"ncc": result.quality.ncc},
+        accepted=True,
+        reason="test fixture",
+        widefield_meta=meta,
+        confocal_meta=meta,
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("enh") / "db"
+    db = PairDatabase.create(path)
+    for cell in range(3):
+        add_tiny_pair(db, 300 + cell, cell)
+    assert all(db.records(split) for split in ("train", "val", "test"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_db: Path) -> Path:
+    out = tiny_db.parent / "tiny.pt"
+    code, output = cli("train", tiny_db, "--out", out, "--seed", "3", *TINY_TRAIN)
+    assert code == 0, output
+    return out
+
+
+def test_train_records_provenance(tiny_db: Path, tiny_model: Path) -> None:
+    db = PairDatabase.open(tiny_db)
+    checkpoint = load_checkpoint(tiny_model)
+    provenance = checkpoint.provenance
+    assert provenance.catalog_sha256 == db.catalog_sha256()
+    assert set(provenance.train_pair_ids) == {r.pair_id for r in db.records("train")}
+    assert set(provenance.val_pair_ids) == {r.pair_id for r in db.records("val")}
+    assert checkpoint.seed == 3
+    assert checkpoint.voxel_size_um == pytest.approx((0.25, 0.1, 0.1))
+    assert checkpoint.command_line is not None
+    assert checkpoint.command_line[0] == "pairscope"
+    history = checkpoint.training["history"]
+    assert len(history) == 2 and all(math.isfinite(h["val_loss"]) for h in history)
+
+
+def test_evaluate_writes_report(tiny_db: Path, tiny_model: Path) -> None:
+    out = tiny_db.parent / "report"
+    code, output = cli(
+        "evaluate", tiny_model, tiny_db, "--out", out, "--rl-candidates", "2,4"
+    )
+    assert code == 0, output
+    assert {p.name for p in out.iterdir()} == {
+        "report.md",
+        "report.json",
+        "comparison.png",
+    }
+    report = json.loads((out / "report.json").read_text())
+    db = PairDatabase.open(tiny_db)
+    assert [p["pair_id"] for p in report["pairs"]] == [
+        r.pair_id for r in db.records("test")
+    ]
+    assert report["rl_tuned_on_pair"] == db.records("val")[0].pair_id
+    assert report["rl_iterations"] in (2, 4)
+    assert "PSNR" in output
+
+
+def test_enhance_dataset_equals_offline_prediction(
+    tiny_db: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    from acquire.storage import Dataset, StackSpec
+
+    rng = np.random.default_rng(5)
+    raw = tmp_path / "raw"
+    dataset = Dataset.create(raw, {"kind": "test"})
+    stacks = {
+        f"s{i}": rng.gamma(2.0, 50.0, (8, 40, 40)).astype(np.float32) for i in range(2)
+    }
+    for name, data in stacks.items():
+        writer = dataset.begin_stack(
+            StackSpec(
+                name=name,
+                n_channels=1,
+                n_planes=8,
+                shape_yx=(40, 40),
+                dtype="float32",
+                voxel_size_um=(0.25, 0.1, 0.1),
+                channel_names=("gfp",),
+                position_name="p",
+                scope_name="sim",
+            )
+        )
+        for z, plane in enumerate(data):
+            writer.write_plane(0, z, plane, {"z": z})
+        writer.commit()
+    dataset.mark_complete()
+    out = tmp_path / "enhanced"
+    code, output = cli("enhance", tiny_model, raw, "--out", out, "--device", "cpu")
+    assert code == 0, output
+    assert committed_stacks(out) == ("s0", "s1")
+    for name, data in stacks.items():
+        stored = read_stack(out, name)
+        expected = predict_stack(
+            tiny_model, data, voxel_size_um=(0.25, 0.1, 0.1), device="cpu"
+        ).image
+        np.testing.assert_allclose(stored.data[0], expected, rtol=1e-5, atol=1e-4)
+        assert stored.voxel_size_um == pytest.approx((0.25, 0.1, 0.1))
+
+
+def test_enhance_resamples_onto_model_grid(tiny_model: Path, tmp_path: Path) -> None:
+    from acquire.storage import Dataset, StackSpec
+
+    raw = tmp_path / "raw"
+    dataset = Dataset.create(raw, {"kind": "test"})
+    writer = dataset.begin_stack(
+        StackSpec(
+            name="wf",
+            n_channels=1,
+            n_planes=4,
+            shape_yx=(20, 20),
+            dtype="uint16",
+            voxel_size_um=(0.5, 0.2, 0.2),
+            channel_names=("gfp",),
+            position_name="p",
+            scope_name="sim",
+        )
+    )
+    for z in range(4):
+        writer.write_plane(0, z, np.full((20, 20), 100 + z, np.uint16), {"z": z})
+    writer.commit()
+    out = tmp_path / "off-grid"
+    code, output = cli("enhance", tiny_model, raw, "--out", out)
+    assert code == 2 and "--resample" in output and "Traceback" not in output
+    assert not out.exists()
+    code, output = cli("enhance", tiny_model, raw, "--out", out, "--resample")
+    assert code == 0, output
+    stored = read_stack(out, "wf")
+    assert stored.data.shape == (1, 8, 40, 40)
+    assert stored.voxel_size_um == pytest.approx((0.25, 0.1, 0.1))
+
+
+def test_bad_inputs_exit_2_without_traceback(
+    tiny_db: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    future = tmp_path / "future.pt"
+    payload = torch.load(tiny_model, weights_only=True)
+    payload["format_version"] = 999
+    torch.save(payload, future)
+    empty_db = tmp_path / "empty_db"
+    PairDatabase.create(empty_db)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    (existing / "x").write_text("x")
+    cases = [
+        ("evaluate", tmp_path / "missing.pt", tiny_db, "--out", tmp_path / "r1"),
+        ("evaluate", corrupt, tiny_db, "--out", tmp_path / "r2"),
+        ("evaluate", foreign, tiny_db, "--out", tmp_path / "r3"),
+        ("evaluate", future, tiny_db, "--out", tmp_path / "r4"),
+        ("evaluate", tiny_model, empty_db, "--out", tmp_path / "r5"),
+        ("evaluate", tiny_model, tiny_db, "--out", existing),
+        ("enhance", tiny_model, tmp_path / "nothing", "--out", tmp_path / "e1"),
+        ("enhance", tiny_model, tiny_db, "--out", existing),
+        ("train", empty_db, "--out", tmp_path / "m1.pt", *TINY_TRAIN),
+        ("train", tiny_db, "--out", tmp_path / "m2.pt", "--patch", "64,64,64"),
+        ("train", tiny_db, "--out", tiny_model, *TINY_TRAIN),
+    ]
+    for case in cases:
+        code, output = cli(*case)
+        assert code == 2, (case, output)
+        assert "pairscope: error:" in output and "Traceback" not in output, output
