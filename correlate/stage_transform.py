@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from correlate.stage_fit import DESIGNS
-from correlate.tre import lateral_covariance, lateral_tre, plane_error
+from correlate.tre import lateral_covariance, plane_error
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "StageTransform", "TransformError"]
 
@@ -167,15 +167,8 @@ class StageTransform:
             Predicted lateral error, um.
 
         """
-        pts, single = _points(xyz_um, (2, 3))
-        tre = lateral_tre(
-            self.design,
-            self.cofactor,
-            self.centre_a_um,
-            pts[:, :2],
-            self.fiducial_sigma_um,
-        )
-        return tre.reshape(()) if single else tre
+        covariance = self.predicted_covariance_um2(xyz_um)
+        return np.asarray(np.sqrt(np.einsum("...ii->...", covariance)))
 
     def predicted_covariance_um2(self, xyz_um: ArrayLike) -> NDArray[np.float64]:
         """Predicted 2x2 lateral error covariance of each mapped target.

@@ -41,7 +41,7 @@ from numpy.typing import NDArray
 
 from correlate.stage_fit import design_rows
 
-__all__ = ["PRIOR_DOF", "lateral_tre", "plane_error", "pooled_sigma"]
+__all__ = ["PRIOR_DOF", "lateral_covariance", "plane_error", "pooled_sigma"]
 
 #: Weight of the prior sigma, in residual degrees of freedom.
 PRIOR_DOF = 4.0
@@ -80,14 +80,17 @@ def pooled_sigma(
     return math.sqrt((prior_dof * prior_sigma_um**2 + rss_um2) / (prior_dof + dof))
 
 
-def lateral_tre(
+def lateral_covariance(
     design: str,
     cofactor: NDArray[np.float64],
     centre_um: NDArray[np.float64],
     xy_a_um: NDArray[np.float64],
     sigma_um: float,
 ) -> NDArray[np.float64]:
-    """Predicted lateral RMS error of mapped targets.
+    """Predicted 2x2 covariance of mapped targets (scope-B x, y).
+
+    The square root of its trace is the target registration error; its
+    eigenvectors and eigenvalues give the error ellipse.
 
     Parameters
     ----------
@@ -101,29 +104,6 @@ def lateral_tre(
         Targets in scope-A coordinates.
     sigma_um : float
         Localisation error per coordinate.
-
-    Returns
-    -------
-    ndarray, shape (n,)
-        ``sqrt(trace(C_t))`` per target, in um.
-
-    """
-    rows = design_rows(design, xy_a_um - centre_um)  # (n, 2, k)
-    var = np.einsum("nik,kl,nil->n", rows, cofactor, rows)
-    return np.asarray(sigma_um * np.sqrt(var), dtype=np.float64)
-
-
-def lateral_covariance(
-    design: str,
-    cofactor: NDArray[np.float64],
-    centre_um: NDArray[np.float64],
-    xy_a_um: NDArray[np.float64],
-    sigma_um: float,
-) -> NDArray[np.float64]:
-    """Predicted 2x2 covariance of mapped targets (scope-B x, y), for error ellipses.
-
-    Parameters are those of :func:`lateral_tre`, whose result is the square
-    root of this covariance's trace.
 
     Returns
     -------
