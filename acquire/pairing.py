@@ -29,7 +29,7 @@ from acquire.pair_geometry import (
     initial_estimate,
     measured_centre,
 )
-from acquire.storage.reader import StoredStack
+from acquire.storage.reader import StoredStack, stack_centre_um
 from correlate.calibration import PixelCalibration
 from correlate.pairdb import PairDatabase, StackMeta
 from correlate.registration import register_pair
@@ -88,26 +88,15 @@ class WidefieldStack:
         planes: list[dict[str, Any]],
         source: str,
     ) -> WidefieldStack:
-        located = [p for p in planes if p.get("stage_x_um") is not None]
-        if not located:
-            raise UserError(
-                f"stack {name} records no stage position",
-                "Pair stacks acquired with pairscope (it records them per plane).",
-            )
-        z = [float(p.get("stage_z_um") or 0.0) for p in located]
-        middle = located[len(located) // 2]
+        first = planes[0] if planes else {}
         return cls(
             name=name,
             position_name=position_name,
             data=np.asarray(data)[0] if np.ndim(data) == 4 else np.asarray(data),
             voxel_size_um=voxel_size_um,
-            stage_xyz_um=(
-                float(middle["stage_x_um"]),
-                float(middle["stage_y_um"]),
-                0.5 * (min(z) + max(z)),
-            ),
-            objective=located[0].get("objective"),
-            acquired_at=located[0].get("timestamp"),
+            stage_xyz_um=stack_centre_um(planes, where=f"stack {name}"),
+            objective=first.get("objective"),
+            acquired_at=first.get("timestamp"),
             source=source,
         )
 

@@ -16,7 +16,7 @@ from acquire.storage.ngff import ARRAY_PATH
 from acquire.storage.spec import STACK_SUFFIX
 from acquire.storage.stack_writer import PAIRSCOPE_KEY
 
-__all__ = ["StoredStack", "committed_stacks", "read_stack"]
+__all__ = ["StoredStack", "committed_stacks", "read_stack", "stack_centre_um"]
 
 
 @dataclass(frozen=True)
@@ -52,23 +52,37 @@ class StoredStack:
 
     def stage_xyz_um(self) -> tuple[float, float, float]:
         """Stage x, y of the stack and the z of its middle plane."""
-        planes = [p for p in self.planes if p.get("stage_x_um") is not None]
-        if not planes:
-            raise DatasetError(
-                f"{self.path}: the planes record no stage position",
-                "Acquire with pairscope, which records it for every plane.",
-            )
-        z = sorted(float(p.get("stage_z_um") or 0.0) for p in planes)
-        middle = planes[len(planes) // 2]
-        return (
-            float(middle["stage_x_um"]),
-            float(middle["stage_y_um"]),
-            0.5 * (z[0] + z[-1]),
-        )
+        return stack_centre_um(self.planes, where=str(self.path))
 
     def objective(self) -> str | None:
         """Objective label recorded with the first plane, if any."""
         return self.planes[0].get("objective") if self.planes else None
+
+
+def stack_centre_um(
+    planes: list[dict[str, Any]], *, where: str
+) -> tuple[float, float, float]:
+    """Stage x, y of a stack and the z halfway between its first and last plane.
+
+    Raises
+    ------
+    DatasetError
+        No plane records a stage position.
+
+    """
+    located = [p for p in planes if p.get("stage_x_um") is not None]
+    if not located:
+        raise DatasetError(
+            f"{where}: the planes record no stage position",
+            "Acquire with pairscope, which records it for every plane.",
+        )
+    z = [float(p.get("stage_z_um") or 0.0) for p in located]
+    middle = located[len(located) // 2]
+    return (
+        float(middle["stage_x_um"]),
+        float(middle["stage_y_um"]),
+        0.5 * (min(z) + max(z)),
+    )
 
 
 def committed_stacks(dataset: Path) -> tuple[str, ...]:
