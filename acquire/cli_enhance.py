@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -159,7 +159,17 @@ def train(
     ] = DEFAULT_PATCH,
     base_channels: Annotated[int, typer.Option("--base-channels")] = 8,
     depth: Annotated[int, typer.Option("--depth", help="U-Net pooling steps.")] = 2,
-    loss: Annotated[str, typer.Option("--loss", help="l1 or mse.")] = "mse",
+    linear_filter: Annotated[
+        bool,
+        typer.Option(
+            "--linear-filter/--no-linear-filter",
+            help="Fit a linear WF->confocal filter on the train split and let the "
+            "U-Net correct its output (default), or learn from the WF stack alone.",
+        ),
+    ] = True,
+    loss: Annotated[
+        str, typer.Option("--loss", help="l1, mse or mse+ssim.")
+    ] = "mse+ssim",
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
     patience: Annotated[int, typer.Option("--patience")] = 20,
     val_patches: Annotated[int, typer.Option("--val-patches")] = 32,
@@ -170,15 +180,22 @@ def train(
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Train a wide-field -> confocal model on a paired database's train split."""
+    from enhance.losses import LOSSES
     from enhance.training import EpochRecord, TrainingConfig, train_model
     from enhance.unet import UNetConfig
 
     target = _check_new_file(out, overwrite=overwrite)
-    if loss not in ("l1", "mse"):
-        raise UserError(f"--loss {loss!r} is unknown", "Use --loss l1 or --loss mse.")
-    loss_name: Literal["l1", "mse"] = "l1" if loss == "l1" else "mse"
+    if loss not in LOSSES:
+        raise UserError(
+            f"--loss {loss!r} is unknown", f"Use --loss {', '.join(LOSSES)}."
+        )
+    loss_name = next(name for name in LOSSES if name == loss)
     config = TrainingConfig(
-        unet=UNetConfig(depth=depth, base_channels=base_channels),
+        unet=UNetConfig(
+            depth=depth,
+            base_channels=base_channels,
+            in_channels=2 if linear_filter else 1,
+        ),
         patch_shape=_triple(patch, "--patch"),
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,

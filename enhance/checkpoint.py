@@ -2,8 +2,9 @@
 
 A checkpoint is a single ``torch.save`` file holding a plain dictionary::
 
-    {"format": "pairscope-enhance-checkpoint", "format_version": 1,
-     "metadata_json": "<JSON text>", "state_dict": {name: tensor}}
+    {"format": "pairscope-enhance-checkpoint", "format_version": 2,
+     "metadata_json": "<JSON text>", "state_dict": {name: tensor},
+     "transfer_gain": complex tensor or None}
 
 It loads with ``torch.load(..., weights_only=True)``: no pickled code runs. The
 JSON metadata holds the architecture, the voxel size the model was trained
@@ -11,9 +12,13 @@ for, the normalisation, the training-data provenance (catalog sha256, pair and
 cell ids), metrics, the training settings and seed, the software version, the
 creation time and the command line if given.
 
+``transfer_gain`` is the gain table of the learned linear filter
+(:mod:`enhance.transfer`) of a two-channel model; its bin widths are in the
+metadata.
+
 Readers refuse files whose ``format_version`` differs from
 :data:`FORMAT_VERSION`: a change to the architecture or normalisation
-semantics must bump it.
+semantics must bump it. Version 2 added the learned linear filter.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 
 from enhance.errors import CheckpointError, EnhanceError
 from enhance.normalization import PercentileNormalization
+from enhance.transfer import TransferFunction
 from enhance.unet import UNet3D, UNetConfig
 
 __all__ = [
@@ -44,7 +50,7 @@ __all__ = [
 ]
 
 FORMAT_NAME = "pairscope-enhance-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def software_version() -> str:
@@ -116,6 +122,9 @@ class Checkpoint:
         Intensity normalisation of inputs and targets.
     voxel_size_um : tuple of float
         ``(dz, dy, dx)`` of the training data in um.
+    transfer : TransferFunction or None
+        Learned linear filter whose output is the network's second input
+        channel; present exactly when ``unet.in_channels == 2``.
     provenance : TrainingProvenance
         Training data.
     metrics : dict of str to float
@@ -137,6 +146,7 @@ class Checkpoint:
     state_dict: Mapping[str, torch.Tensor]
     normalization: PercentileNormalization
     voxel_size_um: tuple[float, float, float]
+    transfer: TransferFunction | None = None
     provenance: TrainingProvenance = field(default_factory=TrainingProvenance)
     metrics: Mapping[str, float] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
@@ -144,6 +154,15 @@ class Checkpoint:
     command_line: tuple[str, ...] | None = None
     software_version: str = field(default_factory=software_version)
     created_utc: str = field(default_factory=_utc_now)
+
+    def __post_init__(self) -> None:
+        if (self.transfer is not None) != (self.unet.in_channels == 2):
+            raise CheckpointError(
+                f"a {self.unet.in_channels}-channel U-Net "
+                f"{'needs' if self.unet.in_channels == 2 else 'takes no'} "
+                "learned transfer function",
+                "the file was edited or written by a different program; re-train",
+            )
 
     def build_model(self, device: torch.device | str = "cpu") -> UNet3D:
         """The network with these weights, in eval mode, on ``device``.
@@ -171,6 +190,7 @@ class Checkpoint:
             "unet": self.unet.to_dict(),
             "normalization": self.normalization.to_dict(),
             "voxel_size_um": list(self.voxel_size_um),
+            "transfer": None if self.transfer is None else self.transfer.to_dict(),
             "provenance": self.provenance.to_dict(),
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "training": dict(self.training),
@@ -208,6 +228,9 @@ class Checkpoint:
                 k: v.detach().to("cpu").contiguous().clone()
                 for k, v in self.state_dict.items()
             },
+            "transfer_gain": None
+            if self.transfer is None
+            else torch.from_numpy(self.transfer.gain.copy()),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
@@ -291,11 +314,18 @@ def checkpoint_from_payload(raw: object, *, source: str) -> Checkpoint:
         if len(voxel) != 3:
             raise ValueError(f"voxel_size_um {voxel} does not have 3 entries")
         command = meta["command_line"]
+        transfer = None
+        if meta["transfer"] is not None:
+            gain = raw["transfer_gain"]
+            if not isinstance(gain, torch.Tensor):
+                raise TypeError("transfer_gain is not a tensor")
+            transfer = TransferFunction.from_dict(meta["transfer"], gain.numpy())
         checkpoint = Checkpoint(
             unet=UNetConfig.from_dict(meta["unet"]),
             state_dict=state,
             normalization=PercentileNormalization.from_dict(meta["normalization"]),
             voxel_size_um=(voxel[0], voxel[1], voxel[2]),
+            transfer=transfer,
             provenance=TrainingProvenance.from_dict(meta["provenance"]),
             metrics={str(k): float(v) for k, v in meta["metrics"].items()},
             training=dict(meta["training"]),

@@ -38,13 +38,17 @@ from enhance.metrics import ImageMetrics, image_metrics, match_intensity
 from enhance.predict import Enhancer
 from enhance.psf import WidefieldOptics, default_psf_shape, widefield_psf
 
-__all__ = ["METHODS", "EvaluationReport", "PairEvaluation", "evaluate"]
+__all__ = ["LINEAR_FILTER", "METHODS", "EvaluationReport", "PairEvaluation", "evaluate"]
 
 METHODS = ("widefield", "richardson_lucy", "model")
+LINEAR_FILTER = "linear_filter"
+"""Extra method scored for a two-channel model: its learned linear filter
+alone (what the U-Net starts from), to show what the network adds."""
 _LABELS = {
     "widefield": "raw WF",
     "richardson_lucy": "RL",
     "model": "model",
+    LINEAR_FILTER: "linear filter (model's first stage)",
     "confocal": "confocal",
 }
 
@@ -174,14 +178,14 @@ def _markdown(report: dict[str, Any]) -> str:
         "## Mean over test pairs",
         "",
         header,
-        *(row(_LABELS[m], report["mean"][m]) for m in METHODS),
+        *(row(_LABELS[m], report["mean"][m]) for m in report["methods"]),
         "",
         "## Per pair",
         "",
     ]
     for pair in report["pairs"]:
         lines += [f"### {pair['pair_id']} (cell {pair['cell_id']})", "", header]
-        lines += [row(_LABELS[m], pair["metrics"][m]) for m in METHODS]
+        lines += [row(_LABELS[m], pair["metrics"][m]) for m in report["methods"]]
         lines.append("")
     lines.append(f"Model throughput: {report['model_voxels_per_s']:.3g} voxels/s.")
     return "\n".join(lines) + "\n"
@@ -259,6 +263,8 @@ def evaluate(
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    transfer = enhancer.checkpoint.transfer
+    methods = METHODS if transfer is None else (*METHODS, LINEAR_FILTER)
 
     def psf_for(pair: TrainingPair) -> NDArray[np.float32]:
         shape = psf_shape or default_psf_shape(
@@ -309,12 +315,17 @@ def evaluate(
             "richardson_lucy": rl,
             "model": prediction.image,
         }
+        if transfer is not None:
+            norm = enhancer.checkpoint.normalization
+            outputs[LINEAR_FILTER] = transfer.apply(
+                norm.apply(np.asarray(pair.widefield, dtype=np.float32))
+            )
         evaluations.append(
             PairEvaluation(
                 pair_id=pair.pair_id,
                 cell_id=pair.cell_id,
                 metrics={
-                    name: image_metrics(outputs[name], target) for name in METHODS
+                    name: image_metrics(outputs[name], target) for name in methods
                 },
             )
         )
@@ -327,7 +338,7 @@ def evaluate(
     figure_png = out / "comparison.png"
     _comparison_figure(figure_stacks, figure_voxel, figure_png)
 
-    mean = {m: _mean_metrics([e.metrics[m] for e in evaluations]) for m in METHODS}
+    mean = {m: _mean_metrics([e.metrics[m] for e in evaluations]) for m in methods}
     voxels_per_s = model_voxels / max(model_seconds, 1e-9)
     ck = enhancer.checkpoint
     payload: dict[str, Any] = {
@@ -348,12 +359,13 @@ def evaluate(
         "rl_seconds": rl_seconds,
         "model_voxels_per_s": voxels_per_s,
         "device": str(enhancer.device),
-        "mean": {m: mean[m].to_dict() for m in METHODS},
+        "methods": list(methods),
+        "mean": {m: mean[m].to_dict() for m in methods},
         "pairs": [
             {
                 "pair_id": e.pair_id,
                 "cell_id": e.cell_id,
-                "metrics": {m: e.metrics[m].to_dict() for m in METHODS},
+                "metrics": {m: e.metrics[m].to_dict() for m in methods},
             }
             for e in evaluations
         ],

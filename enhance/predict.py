@@ -33,6 +33,7 @@ from scipy import ndimage
 from enhance.checkpoint import Checkpoint, load_checkpoint
 from enhance.device import configure_threads, select_device
 from enhance.errors import EnhanceError, VoxelSizeError
+from enhance.transfer import network_input
 
 __all__ = ["Enhancer", "PredictionResult", "enhance_stack", "predict_stack"]
 
@@ -204,6 +205,10 @@ class Enhancer:
     ) -> tuple[NDArray[np.float32], int, tuple[int, int, int]]:
         """Run the network tile by tile on an already normalised stack.
 
+        ``stack`` is ``(z, y, x)`` for a one-channel model, or the
+        ``(channels, z, y, x)`` network input (see
+        :func:`enhance.transfer.network_input`).
+
         Returns
         -------
         image, n_tiles, tile_shape
@@ -211,6 +216,14 @@ class Enhancer:
 
         """
         config = self.checkpoint.unet
+        if stack.ndim == 3:
+            stack = stack[None]
+        if stack.ndim != 4 or stack.shape[0] != config.in_channels:
+            raise EnhanceError(
+                f"the model takes {config.in_channels} input channel(s); got an "
+                f"array of shape {stack.shape}"
+            )
+        spatial = stack.shape[1:]
         halo = config.receptive_radius if overlap is None else tuple(overlap)
         if len(halo) != 3 or min(halo) < 0:
             raise EnhanceError(
@@ -224,14 +237,14 @@ class Enhancer:
         plans = [
             _plan_axis(size, tile, h, blend, m, axis)
             for size, tile, h, m, axis in zip(
-                stack.shape, tiles, halo, config.shape_multiple, "zyx", strict=True
+                spatial, tiles, halo, config.shape_multiple, "zyx", strict=True
             )
         ]
         padded = np.pad(
-            stack, [(p.halo, p.pad_back) for p in plans], mode="reflect"
+            stack, [(0, 0), *((p.halo, p.pad_back) for p in plans)], mode="reflect"
         ).astype(np.float32, copy=False)
-        out = np.zeros(stack.shape, dtype=np.float32)
-        weight_sum = np.zeros(stack.shape, dtype=np.float32)
+        out = np.zeros(spatial, dtype=np.float32)
+        weight_sum = np.zeros(spatial, dtype=np.float32)
         origins = [
             (i, j, k)
             for i in range(plans[0].n_tiles)
@@ -259,19 +272,22 @@ class Enhancer:
                 x = np.stack(
                     [
                         padded[
-                            tuple(
-                                slice(t * p.step, t * p.step + p.tile)
-                                for t, p in zip(o, plans, strict=True)
+                            (
+                                slice(None),
+                                *(
+                                    slice(t * p.step, t * p.step + p.tile)
+                                    for t, p in zip(o, plans, strict=True)
+                                ),
                             )
                         ]
                         for o in batch
                     ]
                 )
-                pred = self._network(torch.from_numpy(x[:, None]).to(self.device), amp)
+                pred = self._network(torch.from_numpy(x).to(self.device), amp)
                 pred_np = pred[:, 0].float().cpu().numpy()
                 for o, tile_out in zip(batch, pred_np, strict=True):
                     dest, src = [], []
-                    for t, p, size in zip(o, plans, stack.shape, strict=True):
+                    for t, p, size in zip(o, plans, spatial, strict=True):
                         start = t * p.step
                         length = min(p.core, size - start)
                         dest.append(slice(start, start + length))
@@ -320,7 +336,7 @@ class Enhancer:
         norm = self.checkpoint.normalization
         scale = norm.scale(data)
         pred, n_tiles, tile = self.enhance_normalised(
-            norm.apply(data, scale),
+            network_input(norm.apply(data, scale), self.checkpoint.transfer),
             tile_shape=tile_shape,
             overlap=overlap,
             blend=blend,

@@ -15,6 +15,12 @@ deterministic algorithms are switched on for the run (on CUDA with
 
 Mixed precision (``torch.autocast``) is used on CUDA only; CPU and MPS train in
 float32.
+
+With a two-channel U-Net (the default), a linear filter from wide-field to
+confocal is first fitted in closed form on the training split
+(:func:`enhance.transfer.fit_transfer_function`); every stack is filtered once,
+whole, and the network sees the wide-field stack and its filtering and learns
+a correction to the filtering. The filter travels in the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,8 +39,10 @@ from enhance.checkpoint import Checkpoint, TrainingProvenance
 from enhance.data import TrainingPair, common_voxel_size_um
 from enhance.device import configure_threads, select_device
 from enhance.errors import EnhanceError
+from enhance.losses import LOSSES, LossName, make_loss
 from enhance.normalization import PercentileNormalization
 from enhance.patches import sample_patches
+from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
 
 __all__ = ["EpochRecord", "TrainingConfig", "TrainingResult", "train_model"]
@@ -47,7 +55,8 @@ class TrainingConfig:
     Attributes
     ----------
     unet : UNetConfig
-        Architecture.
+        Architecture; ``in_channels=2`` (the default) adds the learned linear
+        filter (see module notes), 1 trains on the wide-field stack alone.
     normalization : PercentileNormalization
         Intensity normalisation of input and target stacks.
     patch_shape : tuple of int
@@ -64,8 +73,9 @@ class TrainingConfig:
     learning_rate : float
         Initial Adam learning rate; halved when validation stalls for
         ``max(1, patience // 2)`` epochs.
-    loss : {"l1", "mse"}
-        Pixel loss in normalised units.
+    loss : {"l1", "mse", "mse+ssim"}
+        Loss in normalised units (see :mod:`enhance.losses`; the SSIM term's
+        data range is the training targets' median max - min).
     n_val_patches : int
         Size of the fixed validation patch set.
     seed : int
@@ -82,7 +92,7 @@ class TrainingConfig:
 
     """
 
-    unet: UNetConfig = field(default_factory=UNetConfig)
+    unet: UNetConfig = field(default_factory=lambda: UNetConfig(in_channels=2))
     normalization: PercentileNormalization = field(
         default_factory=PercentileNormalization
     )
@@ -92,7 +102,7 @@ class TrainingConfig:
     max_epochs: int = 100
     patience: int = 10
     learning_rate: float = 4e-4
-    loss: Literal["l1", "mse"] = "l1"
+    loss: LossName = "l1"
     n_val_patches: int = 32
     seed: int = 0
     device: str = "auto"
@@ -121,8 +131,15 @@ class TrainingConfig:
                 raise EnhanceError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.learning_rate <= 0:
             raise EnhanceError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.loss not in ("l1", "mse"):
-            raise EnhanceError(f"unknown loss {self.loss!r}", "use 'l1' or 'mse'")
+        if self.loss not in LOSSES:
+            raise EnhanceError(
+                f"unknown loss {self.loss!r}", f"use one of {', '.join(LOSSES)}"
+            )
+        if "ssim" in self.loss and min(self.patch_shape) < 7:
+            raise EnhanceError(
+                f"patch_shape {self.patch_shape} is too small for the SSIM loss",
+                "use patches of at least 7 voxels along every axis",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dictionary of all settings."""
@@ -246,7 +263,7 @@ def _batched_loss(
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(xs), batch_size):
-            x = torch.from_numpy(xs[start : start + batch_size, None]).to(device)
+            x = torch.from_numpy(xs[start : start + batch_size]).to(device)
             y = torch.from_numpy(ys[start : start + batch_size, None]).to(device)
             with _autocast(device, amp):
                 pred = model(x)
@@ -310,8 +327,16 @@ def train_model(
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         val_rng = np.random.default_rng([config.seed, 1])
-        train_in, train_tg = _normalised(train_pairs, config.normalization)
-        val_in, val_tg = _normalised(val_pairs, config.normalization)
+        train_wf, train_tg = _normalised(train_pairs, config.normalization)
+        val_wf, val_tg = _normalised(val_pairs, config.normalization)
+        transfer = (
+            fit_transfer_function(train_wf, train_tg, voxel_size_um=voxel)
+            if config.unet.in_channels == 2
+            else None
+        )
+        train_in = [network_input(w, transfer) for w in train_wf]
+        val_in = [network_input(w, transfer) for w in val_wf]
+        del train_wf, val_wf
         val_x, val_y = sample_patches(
             val_in,
             val_tg,
@@ -328,13 +353,13 @@ def train_model(
         scaler = torch.amp.GradScaler(
             "cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()
         )
-        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = (
-            torch.nn.functional.l1_loss
-            if config.loss == "l1"
-            else torch.nn.functional.mse_loss
-        )
+        ssim_range = float(np.median([float(t.max() - t.min()) for t in train_tg]))
+        loss_fn = make_loss(config.loss, ssim_data_range=ssim_range)
         val_kwargs = {"batch_size": config.batch_size, "device": device, "amp": use_amp}
-        identity_loss = float(loss_fn(torch.from_numpy(val_x), torch.from_numpy(val_y)))
+        # the network's starting point: its input's last channel as it stands
+        identity_loss = float(
+            loss_fn(torch.from_numpy(val_x[:, -1]), torch.from_numpy(val_y))
+        )
 
         history: list[EpochRecord] = []
         best_loss, best_epoch, best_state = float("inf"), 0, None
@@ -352,7 +377,7 @@ def train_model(
             running = 0.0
             for step in range(config.steps_per_epoch):
                 batch = slice(step * config.batch_size, (step + 1) * config.batch_size)
-                x = torch.from_numpy(xs[batch, None]).to(device)
+                x = torch.from_numpy(xs[batch]).to(device)
                 y = torch.from_numpy(ys[batch, None]).to(device)
                 optimiser.zero_grad(set_to_none=True)
                 with _autocast(device, use_amp):
@@ -406,6 +431,7 @@ def train_model(
         state_dict=best_state,
         normalization=config.normalization,
         voxel_size_um=voxel,
+        transfer=transfer,
         provenance=TrainingProvenance(
             catalog_sha256=catalog_sha256,
             train_pair_ids=tuple(p.pair_id for p in train_pairs),
@@ -419,6 +445,7 @@ def train_model(
             "epochs_run": len(history),
             "best_epoch": best_epoch,
             "stopped_early": stopped_early,
+            "ssim_data_range": ssim_range,
             "device": str(device),
             "seconds": round(seconds, 3),
             "history": [asdict(r) for r in history],

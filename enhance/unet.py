@@ -5,7 +5,9 @@ Two ``conv - ReLU`` layers per level, max pooling down, transposed convolution
 normalisation layers (so a tile's output never depends on other tiles). With
 ``residual=True`` the network predicts a correction: ``output = input +
 net(input)``, both in normalised intensity units (Weigert et al., Nat. Methods
-15, 1090, 2018).
+15, 1090, 2018). With several input channels (the wide-field stack and its
+learned linear filtering, :mod:`enhance.transfer`) the correction is added to
+the last channel.
 
 ``pool_z=False`` pools only in y and x, for stacks with few planes.
 """
@@ -38,7 +40,10 @@ class UNetConfig:
     pool_z : bool
         Pool along z too (``False``: only along y and x).
     residual : bool
-        Add the input to the network output.
+        Add the input (its last channel) to the network output.
+    in_channels : int
+        Input channels: 1 (the wide-field stack) or 2 (it and its filtering
+        by a learned transfer function, in that order).
 
     """
 
@@ -47,8 +52,11 @@ class UNetConfig:
     kernel_size: int = 3
     pool_z: bool = True
     residual: bool = True
+    in_channels: int = 1
 
     def __post_init__(self) -> None:
+        if self.in_channels not in (1, 2):
+            raise EnhanceError(f"in_channels {self.in_channels} must be 1 or 2")
         if not 0 <= self.depth <= 5:
             raise EnhanceError(f"U-Net depth {self.depth} outside 0..5")
         if self.base_channels < 1:
@@ -110,7 +118,7 @@ def _conv_block(in_ch: int, out_ch: int, kernel_size: int) -> nn.Sequential:
 
 
 class UNet3D(nn.Module):
-    """Single-channel 3-D U-Net; input and output are ``(batch, 1, z, y, x)``.
+    """3-D U-Net from ``(batch, in_channels, z, y, x)`` to ``(batch, 1, z, y, x)``.
 
     Parameters
     ----------
@@ -128,7 +136,7 @@ class UNet3D(nn.Module):
         self.up = nn.ModuleList()
         self.decode = nn.ModuleList()
         channels = [c * 2**level for level in range(config.depth + 1)]
-        previous = 1
+        previous = config.in_channels
         for level in range(config.depth):
             self.down.append(_conv_block(previous, channels[level], k))
             previous = channels[level]
@@ -162,7 +170,7 @@ class UNet3D(nn.Module):
             h = up(h)
             h = block(torch.cat([h, skips.pop()], dim=1))
         out: torch.Tensor = self.head(h)
-        return x + out if self.config.residual else out
+        return x[:, -1:] + out if self.config.residual else out
 
     def n_parameters(self) -> int:
         """Number of trainable parameters."""

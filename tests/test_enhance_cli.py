@@ -27,7 +27,7 @@ from enhance.predict import predict_stack
 N_PLANES = 12
 FIELD_PX = 96
 TINY_TRAIN = [
-    "--patch", "4,32,32", "--base-channels", "2", "--depth", "1",
+    "--patch", "8,32,32", "--base-channels", "2", "--depth", "1",
     "--max-epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
     "--val-patches", "2", "--threads", "1", "--device", "cpu",
 ]  # fmt: skip
