@@ -24,7 +24,12 @@ from correlate.registration.preprocess import (
 )
 from correlate.registration.quality import QualityGate, RegistrationQuality, assess
 from correlate.registration.rotation import estimate_rotation
-from correlate.registration.tiles import fit_similarity, measure_tiles
+from correlate.registration.tiles import (
+    SimilarityFit,
+    TileShifts,
+    fit_similarity,
+    measure_tiles,
+)
 from correlate.registration.transform import PairTransform, rotation_matrix
 from correlate.registration.translation import correlation_peak
 
@@ -108,6 +113,13 @@ def _bin_factor(
     return max(1, round(working_um / max(confocal_voxel_um[1:])))
 
 
+def _largest_tile_motion_um(tiles: TileShifts, fit: SimilarityFit) -> float:
+    """Largest 3-D displacement a fitted shift field gives any tile centre."""
+    lateral = tiles.centres_yx_um @ fit.matrix.T + fit.offset_zyx_um[1:]
+    motion = np.hypot(np.hypot(lateral[:, 0], lateral[:, 1]), fit.offset_zyx_um[0])
+    return float(motion.max()) if motion.size else 0.0
+
+
 def register_pair(
     widefield: ArrayLike,
     confocal: ArrayLike,
@@ -119,7 +131,8 @@ def register_pair(
     max_shift_um: tuple[float, float] = (1.5, 3.0),
     working_pixel_um: float = 0.2,
     tiles_per_axis: int = 4,
-    refinements: int = 2,
+    refinements: int = 3,
+    convergence_um: float = 0.01,
     band: BandPass | None = None,
     gate: QualityGate | None = None,
 ) -> PairRegistration:
@@ -145,7 +158,13 @@ def register_pair(
     tiles_per_axis : int
         Tiles per lateral axis for the local-shift refinement.
     refinements : int
-        Rounds of tile refinement.
+        Most rounds of tile refinement. Each round resamples the wide-field
+        stack with the transform so far and measures the tiles again; the
+        tile shifts are slightly biased towards zero away from it, so the
+        estimate converges over rounds rather than in one.
+    convergence_um : float
+        Stop refining once a round moves no tile by more than this (after
+        at least two rounds: the scale term is allowed from the second).
     band : BandPass, optional
         Band-pass applied before correlating.
     gate : QualityGate, optional
@@ -250,7 +269,7 @@ def register_pair(
             tiles,
             inlier_threshold_um=gate.tile_inlier_um,
             min_tile_score=gate.min_tile_score,
-            allow_scale=round_index == refinements,
+            allow_scale=round_index >= 2,
         )
         if fit is None:
             break
@@ -259,6 +278,8 @@ def register_pair(
             correction, [-fit.offset_zyx_um[0], *(-correction @ fit.offset_zyx_um[1:])]
         )
         refinement = refinement.then_before(step)
+        if round_index >= 2 and _largest_tile_motion_um(tiles, fit) < convergence_um:
+            break
 
     transform = initial.then_before(refinement)
     quality = assess(cf_band, wf_band, mask, tiles, fit)
