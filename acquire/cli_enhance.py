@@ -169,7 +169,7 @@ def train(
     ] = True,
     loss: Annotated[
         str, typer.Option("--loss", help="l1, mse or mse+ssim.")
-    ] = "mse+ssim",
+    ] = "mse",
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
     patience: Annotated[int, typer.Option("--patience")] = 20,
     val_patches: Annotated[int, typer.Option("--val-patches")] = 32,

@@ -7,6 +7,10 @@ in normalised units. SSIM's constants are fractions of the data range, so it
 weighs errors in dim structure and background, where a confocal stack is
 mostly dark, far more than the squared error does; the evaluation scores SSIM
 against the whole confocal range, so the loss is told that range too.
+
+Measured on the demo database (same U-Net, seed and 22 minutes of CPU): "mse"
+reached SSIM 0.954 on 5 test pairs, "mse+ssim" only 0.937 (and 0.75 dB less
+PSNR), so "mse" is the default of ``pairscope train``.
 """
 
 from __future__ import annotations

@@ -56,14 +56,13 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
     # the quality gate may flag a pair (too little structure); most must pass
     assert report["registration"]["accepted"] >= QUICK_PLAN.n_positions - 1
     assert report["registration"]["lateral_rms_px"] <= 0.2
-    # the model improves on the raw wide-field; whether it beats deconvolution
-    # is reported (the bundled demo model does not yet: see enhance/models)
+    # the model against the confocal, on cells it never saw: better than the
+    # raw wide-field and than Richardson-Lucy with the known PSF
     mean = report["enhancement"]["mean"]
+    assert mean["model"]["psnr_db"] > mean["richardson_lucy"]["psnr_db"]
     assert mean["model"]["psnr_db"] > mean["widefield"]["psnr_db"]
     assert mean["model"]["pearson_r"] > mean["widefield"]["pearson_r"]
-    assert report["checks"]["model_beats_richardson_lucy"] == (
-        mean["model"]["psnr_db"] > mean["richardson_lucy"]["psnr_db"]
-    )
+    assert report["checks"]["model_beats_richardson_lucy"]
     assert report["live"]["enhanced"] + report["live"]["dropped"] >= 1
     assert report["checks"]["relocation"] and report["checks"]["registration"]
     for figure in ("fiducial_map", "pair_montage", "enhancement"):
