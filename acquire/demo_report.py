@@ -119,6 +119,7 @@ def _crop(array: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _enhancement(record: DemoRecord, say: Callable[[str], None]) -> dict[str, Any]:
+    from acquire.cli_enhance import trim_to_overlap
     from enhance.data import TrainingPair
     from enhance.evaluation import evaluate
 
@@ -127,11 +128,12 @@ def _enhancement(record: DemoRecord, say: Callable[[str], None]) -> dict[str, An
     for r in db.records():
         wf, cf = db.load(r.pair_id)
         crop = record.plan.evaluation_crop_px
-        pairs.append(
-            TrainingPair(
-                r.pair_id, r.cell_id, _crop(wf, crop), _crop(cf, crop), r.voxel_size_um
-            )
+        pair = TrainingPair(
+            r.pair_id, r.cell_id, _crop(wf, crop), _crop(cf, crop), r.voxel_size_um
         )
+        # as `pairscope evaluate` does: planes registration filled with zeros
+        # (outside the wide-field stack) are no data to score or filter
+        pairs.append(trim_to_overlap(pair))
     if not pairs:
         return {"error": "no accepted pair to evaluate"}
     say(f"evaluating the model against Richardson-Lucy on {len(pairs)} pairs")
