@@ -14,6 +14,7 @@ from enhance.normalization import PercentileNormalization
 from enhance.patches import sample_patches
 from enhance.predict import predict_stack
 from enhance.training import TrainingConfig, train_model
+from enhance.transfer import TransferFunction
 from enhance.unet import UNet3D, UNetConfig
 
 VOXEL_UM = (0.25, 0.1, 0.1)
@@ -56,7 +57,9 @@ def tiny_config(**changes: object) -> TrainingConfig:
     return TrainingConfig(**settings)  # type: ignore[arg-type]
 
 
-def random_checkpoint(config: UNetConfig, seed: int = 0) -> Checkpoint:
+def random_checkpoint(
+    config: UNetConfig, seed: int = 0, transfer: TransferFunction | None = None
+) -> Checkpoint:
     """A network whose output depends strongly on its whole receptive field.
 
     (At torch's default initialisation a tiny U-Net's correction is ~1e-3 of
@@ -74,6 +77,7 @@ def random_checkpoint(config: UNetConfig, seed: int = 0) -> Checkpoint:
         state_dict=model.state_dict(),
         normalization=PercentileNormalization(),
         voxel_size_um=VOXEL_UM,
+        transfer=transfer,
     )
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy import ndimage
+from test_enhance_model import random_checkpoint
 
 from enhance.checkpoint import Checkpoint, load_checkpoint
 from enhance.data import TrainingPair
@@ -158,20 +158,7 @@ def test_two_channel_model_trains_from_the_filter_and_round_trips(
 
 def test_two_channel_tiled_inference_matches_whole_stack() -> None:
     config = UNetConfig(depth=1, base_channels=2, in_channels=2)
-    torch.manual_seed(0)
-    model = UNet3D(config)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Conv3d | torch.nn.ConvTranspose3d):
-                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-                torch.nn.init.constant_(module.bias, 0.05)
-    checkpoint = Checkpoint(
-        unet=config,
-        state_dict=model.state_dict(),
-        normalization=PercentileNormalization(),
-        voxel_size_um=VOXEL_UM,
-        transfer=fitted(),
-    )
+    checkpoint = random_checkpoint(config, transfer=fitted())
     stack = textured_stack(8, shape=(12, 40, 45))
     whole = predict_stack(
         checkpoint,
