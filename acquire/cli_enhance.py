@@ -167,9 +167,7 @@ def train(
             "U-Net correct its output (default), or learn from the WF stack alone.",
         ),
     ] = True,
-    loss: Annotated[
-        str, typer.Option("--loss", help="l1, mse or mse+ssim.")
-    ] = "mse",
+    loss: Annotated[str, typer.Option("--loss", help="l1, mse or mse+ssim.")] = "mse",
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
     patience: Annotated[int, typer.Option("--patience")] = 20,
     val_patches: Annotated[int, typer.Option("--val-patches")] = 32,
