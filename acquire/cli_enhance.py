@@ -7,9 +7,9 @@ the stacks of a dataset or on an OME-TIFF.
 
 Registered pairs carry the fill value (0) wherever the wide-field stack did
 not cover the confocal grid (typically a last plane). Such all-fill border
-planes are cut off before training and evaluation (:func:`trim_to_overlap`),
-so the network and the baseline see only measured wide-field voxels, as they
-do live.
+planes are cut off before training and evaluation
+(:func:`enhance.data.trim_to_overlap`), so the network and the baseline see
+only measured wide-field voxels, as they do live.
 """
 
 from __future__ import annotations
@@ -32,50 +32,9 @@ if TYPE_CHECKING:
     from enhance.data import TrainingPair
     from enhance.predict import Enhancer
 
-__all__ = ["crop_yx", "enhance", "evaluate", "train", "trim_to_overlap"]
+__all__ = ["enhance", "evaluate", "train"]
 
 DEFAULT_PATCH = "16,64,64"
-
-
-def trim_to_overlap(pair: TrainingPair, *, fill: float = 0.0) -> TrainingPair:
-    """The pair without border planes where the wide-field stack is all ``fill``.
-
-    Parameters
-    ----------
-    pair : TrainingPair
-        A registered pair from the database.
-    fill : float
-        Value registration writes outside the wide-field stack's overlap.
-
-    Returns
-    -------
-    TrainingPair
-        Same ids and voxel size; both stacks cut to the same box.
-
-    """
-    from enhance.data import TrainingPair
-
-    measured = np.asarray(pair.widefield) != fill
-    box_slices = []
-    for axis in range(3):
-        others = tuple(a for a in range(3) if a != axis)
-        hits = np.flatnonzero(measured.any(axis=others))
-        if hits.size == 0:
-            return pair
-        box_slices.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    window = tuple(box_slices)
-    if all(
-        s.start == 0 and s.stop == n
-        for s, n in zip(window, pair.widefield.shape, strict=True)
-    ):
-        return pair
-    return TrainingPair(
-        pair_id=pair.pair_id,
-        cell_id=pair.cell_id,
-        widefield=np.ascontiguousarray(pair.widefield[window]),
-        confocal=np.ascontiguousarray(pair.confocal[window]),
-        voxel_size_um=pair.voxel_size_um,
-    )
 
 
 def _triple(text: str, option: str) -> tuple[int, int, int]:
@@ -91,22 +50,6 @@ def _triple(text: str, option: str) -> tuple[int, int, int]:
     return (values[0], values[1], values[2])
 
 
-def crop_yx(pair: TrainingPair, size: int) -> TrainingPair:
-    """The central ``size`` x ``size`` pixels of both stacks (all planes)."""
-    from enhance.data import TrainingPair
-
-    _, ny, nx = pair.widefield.shape
-    y0, x0 = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
-    window = (slice(None), slice(y0, y0 + size), slice(x0, x0 + size))
-    return TrainingPair(
-        pair_id=pair.pair_id,
-        cell_id=pair.cell_id,
-        widefield=np.ascontiguousarray(pair.widefield[window]),
-        confocal=np.ascontiguousarray(pair.confocal[window]),
-        voxel_size_um=pair.voxel_size_um,
-    )
-
-
 def _load_split(
     database: Path,
     split: str,
@@ -115,6 +58,7 @@ def _load_split(
     crop: int | None = None,
 ) -> tuple[Any, list[TrainingPair]]:
     from correlate.pairdb import PairDatabase
+    from enhance.data import crop_yx, trim_to_overlap
     from enhance.database_pairs import load_split
 
     db = PairDatabase.open(database)

@@ -110,17 +110,8 @@ def _registration(
     }
 
 
-def _crop(array: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None:
-        return array
-    _, ny, nx = array.shape
-    y0, x0 = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
-    return np.ascontiguousarray(array[:, y0 : y0 + size, x0 : x0 + size])
-
-
 def _enhancement(record: DemoRecord, say: Callable[[str], None]) -> dict[str, Any]:
-    from acquire.cli_enhance import trim_to_overlap
-    from enhance.data import TrainingPair
+    from enhance.data import TrainingPair, crop_yx, trim_to_overlap
     from enhance.evaluation import evaluate
 
     db = PairDatabase.open(record.work / "pairs")
@@ -128,12 +119,12 @@ def _enhancement(record: DemoRecord, say: Callable[[str], None]) -> dict[str, An
     for r in db.records():
         wf, cf = db.load(r.pair_id)
         crop = record.plan.evaluation_crop_px
-        pair = TrainingPair(
-            r.pair_id, r.cell_id, _crop(wf, crop), _crop(cf, crop), r.voxel_size_um
-        )
         # as `pairscope evaluate` does: planes registration filled with zeros
         # (outside the wide-field stack) are no data to score or filter
-        pairs.append(trim_to_overlap(pair))
+        pair = trim_to_overlap(
+            TrainingPair(r.pair_id, r.cell_id, wf, cf, r.voxel_size_um)
+        )
+        pairs.append(pair if crop is None else crop_yx(pair, crop))
     if not pairs:
         return {"error": "no accepted pair to evaluate"}
     say(f"evaluating the model against Richardson-Lucy on {len(pairs)} pairs")

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
 
-__all__ = ["TrainingPair", "common_voxel_size_um"]
+__all__ = ["TrainingPair", "common_voxel_size_um", "crop_yx", "trim_to_overlap"]
 
 VOXEL_SIZE_RTOL = 0.02
 """Relative difference below which two voxel sizes count as the same."""
@@ -110,3 +110,58 @@ def common_voxel_size_um(
                 "resample all pairs onto one confocal grid",
             )
     return (float(first[0]), float(first[1]), float(first[2]))
+
+
+def _windowed(pair: TrainingPair, window: tuple[slice, slice, slice]) -> TrainingPair:
+    """The same pair cut to ``window`` in both stacks."""
+    return TrainingPair(
+        pair_id=pair.pair_id,
+        cell_id=pair.cell_id,
+        widefield=np.ascontiguousarray(pair.widefield[window]),
+        confocal=np.ascontiguousarray(pair.confocal[window]),
+        voxel_size_um=pair.voxel_size_um,
+    )
+
+
+def trim_to_overlap(pair: TrainingPair, *, fill: float = 0.0) -> TrainingPair:
+    """The pair without border planes where the wide-field stack is all ``fill``.
+
+    Registration writes ``fill`` outside the wide-field stack's overlap; such
+    border planes are no data to train on or to score (and a step from the
+    camera offset to 0 makes a filter ring).
+
+    Parameters
+    ----------
+    pair : TrainingPair
+        A registered pair from the database.
+    fill : float
+        Value registration writes outside the overlap.
+
+    Returns
+    -------
+    TrainingPair
+        Same ids and voxel size; both stacks cut to the same box (the pair
+        itself if nothing is cut or the stack is all ``fill``).
+
+    """
+    measured = np.asarray(pair.widefield) != fill
+    box = []
+    for axis in range(3):
+        others = tuple(a for a in range(3) if a != axis)
+        hits = np.flatnonzero(measured.any(axis=others))
+        if hits.size == 0:
+            return pair
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    if all(
+        s.start == 0 and s.stop == n
+        for s, n in zip(box, pair.widefield.shape, strict=True)
+    ):
+        return pair
+    return _windowed(pair, (box[0], box[1], box[2]))
+
+
+def crop_yx(pair: TrainingPair, size: int) -> TrainingPair:
+    """The central ``size`` x ``size`` pixels of both stacks (all planes)."""
+    _, ny, nx = pair.widefield.shape
+    y0, x0 = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
+    return _windowed(pair, (slice(None), slice(y0, y0 + size), slice(x0, x0 + size)))
