@@ -89,7 +89,7 @@ class DemoPlan:
     evaluation_crop_px: int | None
 
 
-FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, None)
+FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, 256)
 QUICK_PLAN = DemoPlan(3, 21, 0.25, 384, 1, 256)
 
 

@@ -203,6 +203,8 @@ def write_report(record: DemoRecord, *, say: Callable[[str], None]) -> dict[str,
     figure = metrics["enhancement"].get("figure")
     if figure:
         shutil.copyfile(figure, figures / "enhancement.png")
+        # relative: the run folder is renamed into place once it is complete
+        metrics["enhancement"]["figure"] = "figures/enhancement.png"
     metrics["checks"] = _checks(metrics)
     (record.work / "report.md").write_text(_markdown(metrics), encoding="utf-8")
     return metrics

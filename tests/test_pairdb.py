@@ -205,6 +205,26 @@ def test_record_holds_what_was_added_and_survives_reopening(db: PairDatabase) ->
     assert reopened.catalog_sha256() == db.catalog_sha256()
 
 
+def test_sources_beside_the_database_move_with_the_session(tmp_path: Path) -> None:
+    session = tmp_path / "session"
+    db = PairDatabase.create(session / "pairs-db")
+    raw = session / "widefield" / "p0.ome.zarr"
+    elsewhere = tmp_path / "archive" / "cf.ome.tif"
+    pair_id = add(
+        db,
+        widefield_meta=meta("WF-1", voxel=(0.5, 0.1625, 0.1625), source=str(raw)),
+        confocal_meta=meta("LSM 710", voxel=CONFOCAL_VOXEL_UM, source=str(elsewhere)),
+    )
+    record = db.record(pair_id)
+    assert record.widefield.source == "../widefield/p0.ome.zarr"
+    assert record.confocal.source == str(elsewhere)
+    moved = tmp_path / "moved-session"
+    session.rename(moved)
+    reopened = PairDatabase.open(moved / "pairs-db")
+    source = reopened.path / reopened.record(pair_id).widefield.source
+    assert source.resolve() == (moved / "widefield" / "p0.ome.zarr").resolve()
+
+
 def test_catalog_is_plain_sqlite_with_a_schema_version(db: PairDatabase) -> None:
     pair_id = add(db)
     conn = sqlite3.connect(db.path / "catalog.sqlite")

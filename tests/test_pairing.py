@@ -199,7 +199,10 @@ def test_pairs_cli_lists_shows_and_builds(
     imported = PairDatabase.open(tmp_path / "imported").records(accepted_only=False)
     assert len(imported) == len(CELLS)
     assert all(r.accepted for r in imported), [r.reason for r in imported]
-    assert {r.confocal.source for r in imported} == {str(t) for t in tiffs}
+    # the exports lie beside the database: named relative to it, they resolve
+    sources = {(tmp_path / "imported" / r.confocal.source).resolve() for r in imported}
+    assert sources == {Path(t).resolve() for t in tiffs}
+    assert not any(Path(r.confocal.source).is_absolute() for r in imported)
     # the same wide-field stacks against the same pixels: the registrations
     # agree with those against the dataset's stacks
     by_stack = {r.widefield.source: r for r in rebuilt}

@@ -23,6 +23,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -260,8 +261,8 @@ class PairDatabase:
             metrics=metrics,
             accepted=accepted,
             reason=reason,
-            widefield_meta=widefield_meta,
-            confocal_meta=confocal_meta,
+            widefield_meta=_portable(widefield_meta, self._root),
+            confocal_meta=_portable(confocal_meta, self._root),
             folder=PAIRS_DIR,
         )
         with self._catalog.read() as conn:
@@ -522,6 +523,25 @@ class PairDatabase:
         return write_montage_png(
             path, wf, cf, record.voxel_size_um, projection=projection
         )
+
+
+def _portable(meta: Any, root: Path) -> Any:
+    """``meta`` with a source file beside the database named relative to it.
+
+    A session folder holding the raw stacks and the database can then be
+    moved or copied to a server as a whole and its provenance still resolves
+    (``root / source``); sources elsewhere keep their absolute path.
+    """
+    if not isinstance(meta, StackMeta) or not isinstance(meta.source, str):
+        return meta  # refused with a clear message by prepare_pair
+    source = Path(meta.source)
+    if not source.is_absolute():
+        return meta
+    try:
+        inside = source.resolve().relative_to(root.resolve().parent)
+    except (ValueError, OSError):
+        return meta
+    return replace(meta, source=(Path("..") / inside).as_posix())
 
 
 def _duplicate(pair: PreparedPair, root: Path) -> PairDatabaseError:

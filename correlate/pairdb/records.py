@@ -48,6 +48,9 @@ class StackMeta:
         Acquisition time, ISO 8601; None if unknown.
     source : str
         Where the stack came from: a file path, or a dataset and stack key.
+        A file in the database's parent folder is stored relative to the
+        database folder (``../widefield/p0.ome.zarr``), so the session can
+        move as a whole.
 
     """
 
