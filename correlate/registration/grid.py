@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
-import scipy.sparse
 from numpy.typing import ArrayLike, NDArray
 
 from correlate.registration.errors import RegistrationError
@@ -56,39 +56,51 @@ def centred_axis(n: int, step_um: float) -> NDArray[np.float64]:
     return axis
 
 
-def _bilinear_matrix(
-    source_yx: NDArray[np.float64], source_shape: tuple[int, int], rows: int
-) -> tuple[scipy.sparse.csr_matrix, NDArray[np.bool_]]:
-    """Sparse matrix sampling a flattened plane bilinearly at ``source_yx`` indices.
+def _plane_map(
+    transform: PairTransform,
+    confocal_shape: tuple[int, int],
+    confocal_pixel_um: tuple[float, float],
+    widefield_shape: tuple[int, int],
+    widefield_pixel_um: tuple[float, float],
+) -> NDArray[np.float64]:
+    """(2, 3) affine from confocal (column, row) to wide-field (column, row).
 
-    ``source_yx`` is (2, rows * per_row): ``per_row`` sample points averaged into
-    each output row. Points outside the plane get no weight; the mask says which
-    output rows had every point inside.
+    The matrix OpenCV's ``warpAffine`` takes with ``WARP_INVERSE_MAP``: both
+    stacks' coordinates are centred on their middle pixel.
     """
-    ny, nx = source_shape
-    y, x = source_yx
-    inside = (y >= 0) & (y <= ny - 1) & (x >= 0) & (x <= nx - 1)
-    y = np.clip(y, 0, ny - 1.000001)
-    x = np.clip(x, 0, nx - 1.000001)
-    y0 = np.floor(y).astype(np.int64)
-    x0 = np.floor(x).astype(np.int64)
-    fy = (y - y0).astype(np.float32)
-    fx = (x - x0).astype(np.float32)
-    base = y0 * nx + x0
-    per_row = y.size // rows
-    weight = inside.astype(np.float32) / np.float32(per_row)
-    indices = np.stack([base, base + 1, base + nx, base + nx + 1], axis=-1)
-    data = (
-        np.stack([(1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx], axis=-1)
-        * weight[:, None]
-    )
-    nnz = 4 * per_row
-    matrix = scipy.sparse.csr_matrix(
-        (data.ravel(), indices.ravel(), np.arange(rows + 1) * nnz),
-        shape=(rows, ny * nx),
-    )
-    mask = inside.reshape(rows, per_row).all(axis=1)
-    return matrix, mask
+    (ny_c, nx_c), (dy_c, dx_c) = confocal_shape, confocal_pixel_um
+    (ny_w, nx_w), (dy_w, dx_w) = widefield_shape, widefield_pixel_um
+    m = transform.matrix_array
+    _, ty, tx = transform.translation_um
+    # confocal pixel (i, j) -> centred um (y, x) -> wide-field um -> pixel
+    to_um = np.array(
+        [[0.0, dy_c, -dy_c * (ny_c - 1) / 2], [dx_c, 0.0, -dx_c * (nx_c - 1) / 2]]
+    )  # rows (y, x) from (j, i, 1)
+    yx_w = m @ to_um + np.array([[0.0, 0.0, ty], [0.0, 0.0, tx]])
+    row = yx_w[0] / dy_w + np.array([0.0, 0.0, (ny_w - 1) / 2])
+    col = yx_w[1] / dx_w + np.array([0.0, 0.0, (nx_w - 1) / 2])
+    return np.stack([col, row])
+
+
+def _inside(
+    plane_map: NDArray[np.float64], shape: tuple[int, int], source: tuple[int, int]
+) -> NDArray[np.bool_]:
+    """Output pixels whose sample point lies within the source plane."""
+    rows = np.arange(shape[0], dtype=np.float64)[:, None]
+    cols = np.arange(shape[1], dtype=np.float64)[None, :]
+    (a, b, c), (d, e, f) = plane_map
+    x = a * cols + b * rows + c
+    y = d * cols + e * rows + f
+    eps = 1e-6
+    in_x = (x >= -eps) & (x <= source[1] - 1 + eps)
+    in_y = (y >= -eps) & (y <= source[0] - 1 + eps)
+    return np.asarray(in_x & in_y, dtype=bool)
+
+
+def _bin_mask(mask: NDArray[np.bool_], b: int) -> NDArray[np.bool_]:
+    ny, nx = mask.shape[0] // b, mask.shape[1] // b
+    blocks = mask[: ny * b, : nx * b].reshape(ny, b, nx, b)
+    return np.asarray(blocks.all(axis=(1, 3)), dtype=bool)
 
 
 def resample_widefield(
@@ -103,9 +115,10 @@ def resample_widefield(
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """The wide-field stack on the confocal grid (optionally binned laterally).
 
-    Linear interpolation in z and bilinear in (y, x); with ``bin_factor`` b > 1
-    each output pixel is the mean over the b x b confocal pixels it covers, as
-    for a confocal plane binned b x b.
+    Linear interpolation in z and bilinear in (y, x) (OpenCV ``warpAffine``:
+    sample positions resolved to 1/32 wide-field pixel); with ``bin_factor``
+    b > 1 each output pixel is the mean over the b x b confocal pixels it
+    covers, as for a confocal plane binned b x b.
 
     Parameters
     ----------
@@ -139,41 +152,57 @@ def resample_widefield(
     dz_w, dy_w, dx_w = widefield_voxel_um
     b = bin_factor
     out_y, out_x = ny_c // b, nx_c // b
-    # sample points: every confocal pixel, grouped by output pixel
-    yc = centred_axis(ny_c, dy_c)[: out_y * b].reshape(out_y, b)
-    xc = centred_axis(nx_c, dx_c)[: out_x * b].reshape(out_x, b)
-    yy = np.broadcast_to(yc[:, None, :, None], (out_y, out_x, b, b))
-    xx = np.broadcast_to(xc[None, :, None, :], (out_y, out_x, b, b))
-    m = transform.matrix_array
-    _, ty, tx = transform.translation_um
-    yw = m[0, 0] * yy + m[0, 1] * xx + ty
-    xw = m[1, 0] * yy + m[1, 1] * xx + tx
-    source = np.stack(
-        [
-            (yw / dy_w + (ny_w - 1) / 2).ravel(),
-            (xw / dx_w + (nx_w - 1) / 2).ravel(),
-        ]
+    full = (out_y * b, out_x * b)  # the confocal pixels the binned grid covers
+    plane_map = _plane_map(
+        transform, (ny_c, nx_c), (dy_c, dx_c), (ny_w, nx_w), (dy_w, dx_w)
     )
-    matrix, lateral_mask = _bilinear_matrix(source, (ny_w, nx_w), out_y * out_x)
+    lateral_mask = _bin_mask(_inside(plane_map, full, (ny_w, nx_w)), b)
 
     planes = range(nz_c)[z_slice or slice(None)]
     kz = (centred_axis(nz_c, dz_c)[list(planes)] + transform.translation_um[0]) / dz_w
     kz = kz + (nz_w - 1) / 2
     z_inside = (kz >= -1e-6) & (kz <= nz_w - 1 + 1e-6)
-    k0 = np.clip(np.floor(kz).astype(np.int64), 0, nz_w - 2)
+    k0 = np.clip(np.floor(kz).astype(np.int64), 0, max(nz_w - 2, 0))
     fz = np.clip(kz - k0, 0.0, 1.0)
-    flat = widefield.reshape(nz_w, -1)
-    volume = np.zeros((len(planes), out_y * out_x), np.float32)
+    source = np.ascontiguousarray(widefield, dtype=np.float32)
+    inside = lateral_mask.astype(np.float32)
+    volume = np.zeros((len(planes), out_y, out_x), np.float32)
+    # the plane map first, then linear interpolation in z between mapped
+    # planes (they commute): each wide-field plane is mapped once, and the
+    # blend runs on the (smaller, when binned) output planes
+    mapped: dict[int, NDArray[np.float32]] = {}
+
+    def mapped_plane(k: int) -> NDArray[np.float32]:
+        if k not in mapped:
+            warped = cv2.warpAffine(
+                source[k],
+                plane_map,
+                (full[1], full[0]),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=0.0,
+            )
+            if b > 1:  # exact b x b block means
+                warped = cv2.resize(
+                    warped, (out_x, out_y), interpolation=cv2.INTER_AREA
+                )
+            plane = np.asarray(warped, dtype=np.float32)
+            plane *= inside
+            mapped[k] = plane
+        return mapped[k]
+
     for i in np.flatnonzero(z_inside):
-        # linear interpolation in z between whole planes, then the plane map
-        plane = flat[k0[i]]
+        k = int(k0[i])
+        for old in [key for key in mapped if key < k]:
+            del mapped[old]  # z only increases: keep at most two planes
         if fz[i] > 1e-6:
-            plane = plane * np.float32(1 - fz[i]) + flat[k0[i] + 1] * np.float32(fz[i])
-        volume[i] = matrix @ plane
-    mask = z_inside[:, None] & lateral_mask[None, :]
-    return volume.reshape(len(planes), out_y, out_x), mask.reshape(
-        len(planes), out_y, out_x
-    )
+            cv2.addWeighted(
+                mapped_plane(k), 1 - fz[i], mapped_plane(k + 1), fz[i], 0.0, volume[i]
+            )
+        else:
+            volume[i] = mapped_plane(k)
+    mask = z_inside[:, None, None] & lateral_mask[None]
+    return volume, mask
 
 
 def bin_lateral(stack: NDArray[np.float32], factor: int) -> NDArray[np.float32]:

@@ -7,6 +7,7 @@ space it costs one multiplication on the spectra the correlation needs anyway.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,25 +36,34 @@ class BandPass:
     def gain(
         self, shape: tuple[int, ...], voxel_um: tuple[float, ...]
     ) -> NDArray[np.float32]:
-        """Gain on an ``rfftn`` grid of a (z, y, x) or (y, x) array."""
-        ndim = len(shape)
-        fine = self.fine_sigma_um[-ndim:]
-        coarse = self.coarse_sigma_um[-ndim:]
-        freqs = [
-            np.fft.fftfreq(n, d).astype(np.float32)
-            for n, d in zip(shape, voxel_um, strict=True)
-        ]
-        freqs[-1] = np.fft.rfftfreq(shape[-1], voxel_um[-1]).astype(np.float32)
-        fine_arg = np.zeros([len(f) for f in freqs], np.float32)
-        coarse_arg = np.zeros_like(fine_arg)
-        for axis, f in enumerate(freqs):
-            view = [1] * ndim
-            view[axis] = len(f)
-            f2 = (2 * np.pi**2) * f.reshape(view) ** 2
-            fine_arg = fine_arg + np.float32(fine[axis] ** 2) * f2
-            coarse_arg = coarse_arg + np.float32(coarse[axis] ** 2) * f2
-        gain: NDArray[np.float32] = np.exp(-fine_arg) - np.exp(-coarse_arg)
-        return gain
+        """Gain on an ``rfftn`` grid of a (z, y, x) or (y, x) array (read-only)."""
+        return _gain(self, tuple(int(n) for n in shape), tuple(map(float, voxel_um)))
+
+
+# a registration asks for the same few grids again and again, pair after pair
+@functools.lru_cache(maxsize=16)
+def _gain(
+    band: BandPass, shape: tuple[int, ...], voxel_um: tuple[float, ...]
+) -> NDArray[np.float32]:
+    ndim = len(shape)
+    fine = band.fine_sigma_um[-ndim:]
+    coarse = band.coarse_sigma_um[-ndim:]
+    freqs = [
+        np.fft.fftfreq(n, d).astype(np.float32)
+        for n, d in zip(shape, voxel_um, strict=True)
+    ]
+    freqs[-1] = np.fft.rfftfreq(shape[-1], voxel_um[-1]).astype(np.float32)
+    fine_arg = np.zeros([len(f) for f in freqs], np.float32)
+    coarse_arg = np.zeros_like(fine_arg)
+    for axis, f in enumerate(freqs):
+        view = [1] * ndim
+        view[axis] = len(f)
+        f2 = (2 * np.pi**2) * f.reshape(view) ** 2
+        fine_arg = fine_arg + np.float32(fine[axis] ** 2) * f2
+        coarse_arg = coarse_arg + np.float32(coarse[axis] ** 2) * f2
+    gain: NDArray[np.float32] = np.exp(-fine_arg) - np.exp(-coarse_arg)
+    gain.setflags(write=False)  # shared between callers
+    return gain
 
 
 def filtered(
