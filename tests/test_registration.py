@@ -191,6 +191,7 @@ def test_synthetic_pair_recovers_the_transform() -> None:
         ({"confocal_voxel_um": (0.25, 0.1)}, "three"),
         ({"confocal": np.full((8, 64, 64), np.nan)}, "NaN"),
         ({"initial": "identity"}, "PairTransform"),
+        ({"refinements": 0}, "at least 1"),
     ],
 )
 def test_bad_input_raises_a_clear_error(

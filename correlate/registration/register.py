@@ -186,6 +186,11 @@ def register_pair(
             f"initial must be a PairTransform, got {type(initial).__name__}; "
             "use PairTransform.identity() when the stacks share centre and axes"
         )
+    if refinements < 1:
+        raise RegistrationError(
+            f"refinements must be at least 1, got {refinements}: the tiles "
+            "measure the final shift, rotation and scale"
+        )
     wf = check_stack(widefield, "widefield")
     cf = check_stack(confocal, "confocal")
     wf_voxel = check_voxel(widefield_voxel_um, "widefield_voxel_um")
@@ -240,11 +245,9 @@ def register_pair(
         _shift_refinement(peak.shift_px * np.asarray(coarse_voxel))
     )
 
-    # 3. tiles for shift, rotation and scale
-    cf_band = _band_passed(cf_work, np.ones(shape, dtype=bool), work_voxel, band)
+    # 3. tiles for shift, rotation and scale (band-passed tile by tile)
     fit = None
     tiles = None
-    wf_band = np.zeros_like(cf_band)
     tile_spectra: dict[tuple[int, ...], NDArray[np.complex64]] = {}
     for round_index in range(1, refinements + 1):
         moving, mask = resample_widefield(
@@ -255,14 +258,14 @@ def register_pair(
             cf_voxel,
             bin_factor=b,
         )
-        wf_band = _band_passed(moving, mask, work_voxel, band)
         tiles = measure_tiles(
-            cf_band,
-            wf_band,
+            cf_work,
+            fill_outside(moving, mask),
             mask,
             work_voxel,
             tiles_per_axis=tiles_per_axis,
             max_shift_px=(4.0, 3.0, 3.0),
+            band=band,
             cache=tile_spectra,
         )
         fit = fit_similarity(
@@ -282,6 +285,8 @@ def register_pair(
             break
 
     transform = initial.then_before(refinement)
+    cf_band = _band_passed(cf_work, np.ones(shape, dtype=bool), work_voxel, band)
+    wf_band = _band_passed(moving, mask, work_voxel, band)
     quality = assess(cf_band, wf_band, mask, tiles, fit)
     accepted, reason = gate.judge(quality)
     aligned, full_mask = resample_widefield(wf, wf_voxel, transform, cf.shape, cf_voxel)
