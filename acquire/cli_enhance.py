@@ -119,21 +119,39 @@ def train(
         int | None, typer.Option("--threads", help="CPU threads (default: all).")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            "--init",
+            help="Continue from this model's weights and linear filter "
+            "(fine-tuning, or a long run in stages); its architecture replaces "
+            "--depth, --base-channels and --linear-filter.",
+        ),
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Train a wide-field -> confocal model on a paired database's train split."""
+    from enhance.checkpoint import load_checkpoint
     from enhance.losses import LOSSES
     from enhance.training import EpochRecord, TrainingConfig, train_model
     from enhance.unet import UNetConfig
 
     target = _check_new_file(out, overwrite=overwrite)
+    if init is not None and init.expanduser().absolute() == target:
+        raise UserError(
+            f"--init {init} and --out name the same file",
+            "Write the continued model to a new file.",
+        )
+    initial = None if init is None else load_checkpoint(init)
     if loss not in LOSSES:
         raise UserError(
             f"--loss {loss!r} is unknown", f"Use --loss {', '.join(LOSSES)}."
         )
     loss_name = next(name for name in LOSSES if name == loss)
     config = TrainingConfig(
-        unet=UNetConfig(
+        unet=initial.unet
+        if initial is not None
+        else UNetConfig(
             depth=depth,
             base_channels=base_channels,
             in_channels=2 if linear_filter else 1,
@@ -175,6 +193,7 @@ def train(
         progress=progress,
         catalog_sha256=db.catalog_sha256(),
         command_line=("pairscope", *sys.argv[1:]),
+        initial=initial,
     )
     result.checkpoint.save(target)
     metrics = result.checkpoint.metrics

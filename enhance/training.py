@@ -215,6 +215,44 @@ class TrainingResult:
     seconds: float
 
 
+def _check_initial(
+    initial: Checkpoint, config: TrainingConfig, voxel: tuple[float, float, float]
+) -> None:
+    """Refuse a starting model that cannot continue with this configuration."""
+    problems = []
+    if initial.unet != config.unet:
+        problems.append(f"architecture {initial.unet} != {config.unet}")
+    if initial.normalization != config.normalization:
+        problems.append("a different intensity normalisation")
+    if not np.allclose(initial.voxel_size_um, voxel, rtol=1e-3):
+        problems.append(f"voxel {initial.voxel_size_um} um, the data {tuple(voxel)} um")
+    if problems:
+        raise EnhanceError(
+            "the starting model does not match: " + "; ".join(problems),
+            "train from scratch, or use the starting model's architecture "
+            "and data of its voxel size",
+        )
+
+
+def _earlier_seconds(initial: Checkpoint | None) -> float:
+    if initial is None:
+        return 0.0
+    earlier = initial.training.get("seconds_total", initial.training.get("seconds"))
+    return float(earlier) if isinstance(earlier, (int, float)) else 0.0
+
+
+def _lineage(initial: Checkpoint) -> dict[str, Any]:
+    """What a continued run started from (JSON-safe)."""
+    return {
+        "created_utc": initial.created_utc,
+        "seed": initial.seed,
+        "command_line": list(initial.command_line or ()),
+        "best_epoch": initial.training.get("best_epoch"),
+        "val_loss": initial.metrics.get("val_loss"),
+        "continued_from": initial.training.get("continued_from"),
+    }
+
+
 def _check_split(
     pairs: Sequence[TrainingPair], patch_shape: tuple[int, int, int], what: str
 ) -> None:
@@ -279,6 +317,7 @@ def train_model(
     progress: Callable[[EpochRecord], None] | None = None,
     catalog_sha256: str | None = None,
     command_line: Sequence[str] | None = None,
+    initial: Checkpoint | None = None,
 ) -> TrainingResult:
     """Train a residual U-Net that maps wide-field stacks to confocal ones.
 
@@ -296,6 +335,10 @@ def train_model(
         Hash of the database catalog, recorded in the checkpoint.
     command_line : sequence of str, optional
         Command that started training, recorded in the checkpoint.
+    initial : Checkpoint, optional
+        Continue from this model (fine-tuning, or a longer run in stages):
+        its weights and linear filter are the starting point; its
+        architecture, normalisation and voxel size must match.
 
     Returns
     -------
@@ -305,7 +348,8 @@ def train_model(
     ------
     EnhanceError
         If a split is empty, holds no stack as large as one patch, or mixes
-        voxel sizes, or the two splits differ in voxel size.
+        voxel sizes, or the two splits differ in voxel size, or ``initial``
+        does not match the configuration or the data.
 
     """
     _check_split(train_pairs, config.patch_shape, "training split")
@@ -315,6 +359,8 @@ def train_model(
         [train_pairs[0], *val_pairs], what="training and validation splits"
     )
 
+    if initial is not None:
+        _check_initial(initial, config, voxel)
     started = time.perf_counter()
     device = select_device(config.device)
     if device.type == "cpu":
@@ -329,11 +375,12 @@ def train_model(
         val_rng = np.random.default_rng([config.seed, 1])
         train_wf, train_tg = _normalised(train_pairs, config.normalization)
         val_wf, val_tg = _normalised(val_pairs, config.normalization)
-        transfer = (
-            fit_transfer_function(train_wf, train_tg, voxel_size_um=voxel)
-            if config.unet.in_channels == 2
-            else None
-        )
+        if initial is not None:
+            transfer = initial.transfer  # the filter its weights learned with
+        elif config.unet.in_channels == 2:
+            transfer = fit_transfer_function(train_wf, train_tg, voxel_size_um=voxel)
+        else:
+            transfer = None
         train_in = [network_input(w, transfer) for w in train_wf]
         val_in = [network_input(w, transfer) for w in val_wf]
         del train_wf, val_wf
@@ -345,7 +392,10 @@ def train_model(
             rng=val_rng,
             augment=False,
         )
-        model = UNet3D(config.unet).to(device)
+        model = UNet3D(config.unet)
+        if initial is not None:
+            model.load_state_dict(initial.state_dict)
+        model = model.to(device)
         optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimiser, factor=0.5, patience=max(1, config.patience // 2)
@@ -448,6 +498,8 @@ def train_model(
             "ssim_data_range": ssim_range,
             "device": str(device),
             "seconds": round(seconds, 3),
+            "seconds_total": round(seconds + _earlier_seconds(initial), 3),
+            "continued_from": None if initial is None else _lineage(initial),
             "history": [asdict(r) for r in history],
         },
         seed=config.seed,

@@ -111,6 +111,40 @@ def test_same_seed_gives_identical_weights() -> None:
     )
 
 
+def test_training_continues_from_a_checkpoint() -> None:
+    pair = synthetic_pair(1)
+    unet = UNetConfig(depth=1, base_channels=4, in_channels=2)  # with the filter
+    first = train_model(
+        [pair],
+        [pair],
+        tiny_config(unet=unet, steps_per_epoch=15, max_epochs=3, patience=3),
+    )
+    start = first.checkpoint
+    # a vanishing learning rate: the continued model is its starting point
+    frozen = train_model(
+        [pair], [pair], tiny_config(unet=unet, learning_rate=1e-12), initial=start
+    ).checkpoint
+    for name, weights in start.state_dict.items():
+        assert torch.allclose(weights, frozen.state_dict[name], atol=1e-8), name
+    assert start.transfer is not None and frozen.transfer is not None
+    assert np.array_equal(frozen.transfer.gain, start.transfer.gain)
+    # same validation patches: the starting point's validation loss again
+    assert frozen.metrics["val_loss"] == pytest.approx(
+        start.metrics["val_loss"], rel=1e-4
+    )
+    assert frozen.training["seconds_total"] == pytest.approx(
+        start.training["seconds"] + frozen.training["seconds"], abs=0.01
+    )
+    assert frozen.training["continued_from"]["created_utc"] == start.created_utc
+    with pytest.raises(EnhanceError, match="starting model does not match"):
+        train_model(
+            [pair],
+            [pair],
+            tiny_config(unet=UNetConfig(depth=1, base_channels=8, in_channels=2)),
+            initial=start,
+        )
+
+
 def test_empty_or_too_small_splits_are_refused() -> None:
     pair = synthetic_pair(4)
     small = synthetic_pair(5, shape=(4, 32, 32))  # fewer planes than a patch
