@@ -114,6 +114,20 @@ def test_train_records_provenance(tiny_db: Path, tiny_model: Path) -> None:
     assert len(history) == 2 and all(math.isfinite(h["val_loss"]) for h in history)
 
 
+def test_train_continues_from_a_model(
+    tiny_db: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "continued.pt"
+    code, output = cli(
+        "train", tiny_db, "--out", out, "--init", tiny_model, *TINY_TRAIN
+    )
+    assert code == 0, output
+    start, continued = load_checkpoint(tiny_model), load_checkpoint(out)
+    assert continued.unet == start.unet
+    assert continued.training["continued_from"]["created_utc"] == start.created_utc
+    assert continued.training["seconds_total"] > start.training["seconds"]
+
+
 def test_evaluate_writes_report(tiny_db: Path, tiny_model: Path) -> None:
     out = tiny_db.parent / "report"
     code, output = cli(
@@ -237,6 +251,10 @@ def test_bad_inputs_exit_2_without_traceback(
         ("train", empty_db, "--out", tmp_path / "m1.pt", *TINY_TRAIN),
         ("train", tiny_db, "--out", tmp_path / "m2.pt", "--patch", "64,64,64"),
         ("train", tiny_db, "--out", tiny_model, *TINY_TRAIN),
+        ("train", tiny_db, "--out", tmp_path / "m3.pt", "--init", corrupt),
+        ("train", tiny_db, "--out", tmp_path / "m4.pt", "--init", future),
+        # continuing into the file it starts from
+        ("train", tiny_db, "--out", tiny_model, "--init", tiny_model, "--overwrite"),
     ]
     for case in cases:
         code, output = cli(*case)
