@@ -25,7 +25,7 @@ from correlate.pairdb import PairDatabase
 ROOT = Path(__file__).resolve().parents[1]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
 CELLS = [0, 5, 10, 15, 20, 25]
-N_PLANES, Z_STEP_UM = 21, 0.3
+N_PLANES, Z_STEP_UM = 31, 0.3  # stacks that span the cells (see README)
 BIAS_UM = 2.0  # a systematic error of scope A's mark positions
 
 

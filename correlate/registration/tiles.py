@@ -66,18 +66,17 @@ class SimilarityFit:
 
 
 def _window(shape: tuple[int, int, int]) -> NDArray[np.float32]:
-    """Lateral Hann window, flat in z.
-
-    A taper in z would be the same envelope on both stacks; its own
-    correlation peaks at zero shift and pulls the axial and, through the
-    cell's tilt, the lateral shifts towards it (badly on thin stacks).
-    """
     nz, ny, nx = shape
+    wz = np.ones(nz)
+    edge = max(1, nz // 4)
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(edge) + 0.5) / edge)
+    wz[:edge] = ramp
+    wz[-edge:] = ramp[::-1]
     wy = np.hanning(ny + 2)[1:-1]
     wx = np.hanning(nx + 2)[1:-1]
-    window: NDArray[np.float32] = np.broadcast_to(
-        (wy[:, None] * wx[None, :]).astype(np.float32), (nz, ny, nx)
-    )
+    window: NDArray[np.float32] = (
+        wz[:, None, None] * wy[None, :, None] * wx[None, None, :]
+    ).astype(np.float32)
     return window
 
 
@@ -135,7 +134,8 @@ def measure_tiles(
     nz, ny, nx = confocal.shape
     size_y, size_x = ny // tiles_per_axis, nx // tiles_per_axis
     window = _window((nz, size_y, size_x))
-    # zero planes up to a fast FFT length (41 planes is a prime)
+    # the window takes both z ends to ~0, so zero planes up to a fast FFT
+    # length (41 planes is a prime) change the correlation by next to nothing
     padded = (scipy.fft.next_fast_len(nz, real=True), size_y, size_x)
     gain = 1.0 if band is None else band.gain(padded, voxel_um)
     yc = centred_axis(ny, voxel_um[1])
