@@ -27,7 +27,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,8 @@ class DemoPlan:
         Cells re-imaged with live enhancement.
     evaluation_crop_px : int or None
         Score the model on the central region of each pair only (speed).
+    rl_candidates : tuple of int
+        Richardson-Lucy iteration counts tried; the best is the baseline.
 
     """
 
@@ -87,10 +89,11 @@ class DemoPlan:
     widefield_px: int
     live_positions: int
     evaluation_crop_px: int | None
+    rl_candidates: tuple[int, ...]
 
 
-FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, 256)
-QUICK_PLAN = DemoPlan(3, 21, 0.25, 384, 1, 256)
+FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, 256, (5, 10, 20, 40, 80))
+QUICK_PLAN = DemoPlan(3, 21, 0.25, 384, 1, 256, (5, 10, 20, 40))
 
 
 def check_seed(seed: int | None) -> None:
@@ -226,13 +229,10 @@ def run_demo(
     if positions is not None:
         if positions < 2:
             raise UserError(f"--positions {positions} is too few", "Use 2 or more.")
-        plan = DemoPlan(
-            positions,
-            plan.n_planes,
-            plan.z_step_um,
-            plan.widefield_px,
-            min(plan.live_positions, positions),
-            plan.evaluation_crop_px,
+        plan = replace(
+            plan,
+            n_positions=positions,
+            live_positions=min(plan.live_positions, positions),
         )
     model_path = Path(model) if model is not None else bundled_model()
     if not model_path.is_file():

@@ -128,13 +128,12 @@ def _enhancement(record: DemoRecord, say: Callable[[str], None]) -> dict[str, An
     if not pairs:
         return {"error": "no accepted pair to evaluate"}
     say(f"evaluating the model against Richardson-Lucy on {len(pairs)} pairs")
-    quick = record.plan.evaluation_crop_px is not None
     report = evaluate(
         record.model,
         pairs,
         out_dir=record.work / "evaluation",
         rl_tuning_pair=pairs[0],
-        rl_candidates=(5, 10, 20, 40) if quick else (5, 10, 20, 40, 80),
+        rl_candidates=record.plan.rl_candidates,
     )
     mean = dict(report.mean)
     return {

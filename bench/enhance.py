@@ -60,6 +60,10 @@ def training_summary(model: Path, report: Path | None) -> dict[str, Any]:
     checkpoint = load_checkpoint(model)
     training = checkpoint.training
     history = training.get("history", [])
+    to_best = sum(h["seconds"] for h in history[: training.get("best_epoch", 0)])
+    earlier = float(training.get("seconds_total") or 0.0) - float(
+        training.get("seconds") or 0.0
+    )
     summary: dict[str, Any] = {
         "command_line": " ".join(checkpoint.command_line or ()),
         "seed": checkpoint.seed,
@@ -67,9 +71,11 @@ def training_summary(model: Path, report: Path | None) -> dict[str, Any]:
         "seconds": training.get("seconds"),
         "epochs_run": training.get("epochs_run"),
         "best_epoch": training.get("best_epoch"),
-        "seconds_to_best_epoch": round(
-            sum(h["seconds"] for h in history[: training.get("best_epoch", 0)]), 1
-        ),
+        "seconds_to_best_epoch": round(to_best, 1),
+        # a model continued from another (train --init): both stages together
+        "seconds_total": training.get("seconds_total", training.get("seconds")),
+        "seconds_to_best_epoch_total": round(earlier + to_best, 1),
+        "continued_from": training.get("continued_from"),
         "val_loss": checkpoint.metrics.get("val_loss"),
         "val_loss_identity": checkpoint.metrics.get("val_loss_identity"),
         "unet": checkpoint.unet.to_dict(),

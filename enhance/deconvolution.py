@@ -17,7 +17,7 @@ can be made on data the model also had.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.fft
@@ -157,11 +157,15 @@ class RLTuning:
         Count with the highest PSNR.
     psnr_db : dict of int to float
         PSNR (after affine intensity matching) for each candidate.
+    estimate : ndarray of float32
+        The tuning stack deconvolved with ``iterations`` (reusable when that
+        stack is also scored).
 
     """
 
     iterations: int
     psnr_db: dict[int, float]
+    estimate: NDArray[np.float32] = field(repr=False)
 
 
 def tune_iterations(
@@ -184,4 +188,4 @@ def tune_iterations(
     )
     psnr = {n: image_metrics(est, target).psnr_db for n, est in series.items()}
     best = max(psnr, key=lambda n: psnr[n])
-    return RLTuning(iterations=best, psnr_db=psnr)
+    return RLTuning(iterations=best, psnr_db=psnr, estimate=series[best])

@@ -149,6 +149,26 @@ def test_evaluate_writes_consistent_reports(tmp_path: Path) -> None:
         tuning_pair.widefield, tuning_pair.confocal, psf, candidates=(2, 10)
     )
     assert report.rl_iterations == expected.iterations
+    # the tuning run's estimate is the RL result at the chosen count, exactly
+    assert np.array_equal(
+        expected.estimate,
+        richardson_lucy(tuning_pair.widefield, psf, iterations=expected.iterations),
+    )
+    # tuned on a scored pair: that pair's RL is the tuning run's, the same
+    on_scored = evaluate(
+        identity_checkpoint(),
+        pairs[:1],
+        out_dir=tmp_path / "eval_tuned_on_scored",
+        optics=OPTICS,
+        psf_shape=(11, 31, 31),
+        rl_candidates=(2, 10),
+    )
+    rl_first = richardson_lucy(
+        pairs[0].widefield, psf, iterations=on_scored.rl_iterations
+    )
+    assert on_scored.pairs[0].metrics["richardson_lucy"] == image_metrics(
+        rl_first, pairs[0].confocal
+    )
     for pair, scored in zip(pairs, report.pairs, strict=True):
         wf = image_metrics(pair.widefield, pair.confocal)
         assert scored.metrics["widefield"] == wf
