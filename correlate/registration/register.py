@@ -96,17 +96,6 @@ def _band_spectrum(
     return spectrum, padded
 
 
-def _band_passed(
-    volume: NDArray[np.float32],
-    mask: NDArray[np.bool_],
-    voxel_um: tuple[float, float, float],
-    band: BandPass,
-) -> NDArray[np.float32]:
-    """``volume`` band-passed, periodic (outside ``mask`` filled with its mean)."""
-    # no padding here: a padded z edge rings into the tiles' end planes
-    return filtered(fill_outside(volume, mask), voxel_um, band)
-
-
 def _bin_factor(
     confocal_voxel_um: tuple[float, float, float], working_um: float
 ) -> int:
@@ -258,9 +247,10 @@ def register_pair(
             cf_voxel,
             bin_factor=b,
         )
+        filled = fill_outside(moving, mask)
         tiles = measure_tiles(
             cf_work,
-            fill_outside(moving, mask),
+            filled,
             mask,
             work_voxel,
             tiles_per_axis=tiles_per_axis,
@@ -285,8 +275,9 @@ def register_pair(
             break
 
     transform = initial.then_before(refinement)
-    cf_band = _band_passed(cf_work, np.ones(shape, dtype=bool), work_voxel, band)
-    wf_band = _band_passed(moving, mask, work_voxel, band)
+    # the gate's NCC on whole band-passed volumes (periodic: no padded edge)
+    cf_band = filtered(cf_work, work_voxel, band)
+    wf_band = filtered(filled, work_voxel, band)
     quality = assess(cf_band, wf_band, mask, tiles, fit)
     accepted, reason = gate.judge(quality)
     aligned, full_mask = resample_widefield(wf, wf_voxel, transform, cf.shape, cf_voxel)

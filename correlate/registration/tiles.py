@@ -89,17 +89,17 @@ def measure_tiles(
     tiles_per_axis: int,
     max_shift_px: tuple[float, float, float],
     min_valid_fraction: float = 0.95,
+    band: BandPass,
     upsample: int = 4,
-    band: BandPass | None = None,
     cache: dict[tuple[int, ...], NDArray[np.complex64]] | None = None,
 ) -> TileShifts:
-    """Cross-correlate band-passed volumes tile by tile.
+    """Cross-correlate two volumes tile by tile, band-passed.
 
     Parameters
     ----------
     confocal, widefield : ndarray
-        (z, y, x) volumes on one grid, band-passed already unless ``band``
-        is given.
+        (z, y, x) volumes on one grid (not band-passed: ``band`` is applied
+        tile by tile).
     mask : ndarray of bool
         Where the wide-field volume holds data.
     voxel_um : tuple of float
@@ -110,12 +110,12 @@ def measure_tiles(
         Search window per axis, voxels.
     min_valid_fraction : float
         Tiles with less of their voxels in ``mask`` are skipped.
-    upsample : int
-        Upsampling of the peak refinement (see `correlation_peak`).
-    band : BandPass, optional
+    band : BandPass
         Band-pass applied to each windowed tile's spectrum (cheaper than
         filtering the whole volume first, and the same up to the window's
         edge).
+    upsample : int
+        Upsampling of the peak refinement (see `correlation_peak`).
     cache : dict, optional
         Keeps the confocal tiles' spectra between calls on the same volume.
 
@@ -137,7 +137,7 @@ def measure_tiles(
     # the window takes both z ends to ~0, so zero planes up to a fast FFT
     # length (41 planes is a prime) change the correlation by next to nothing
     padded = (scipy.fft.next_fast_len(nz, real=True), size_y, size_x)
-    gain = 1.0 if band is None else band.gain(padded, voxel_um)
+    gain = band.gain(padded, voxel_um)
     yc = centred_axis(ny, voxel_um[1])
     xc = centred_axis(nx, voxel_um[2])
     centres, shifts, scores = [], [], []
