@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = ["enhance", "evaluate", "train"]
 
 DEFAULT_PATCH = "16,64,64"
+DEFAULT_COARSE_PATCH = "32,64,64"
+STAGES = ("fine", "coarse")
 
 
 def _triple(text: str, option: str) -> tuple[int, int, int]:
@@ -99,10 +101,25 @@ def train(
     steps_per_epoch: Annotated[int, typer.Option("--steps-per-epoch")] = 25,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
     patch: Annotated[
-        str, typer.Option("--patch", help="Training patch z,y,x in voxels.")
-    ] = DEFAULT_PATCH,
-    base_channels: Annotated[int, typer.Option("--base-channels")] = 8,
-    depth: Annotated[int, typer.Option("--depth", help="U-Net pooling steps.")] = 2,
+        str | None,
+        typer.Option(
+            "--patch",
+            help=f"Training patch z,y,x in voxels (default {DEFAULT_PATCH}; "
+            f"coarse stage: in block-averaged voxels, default {DEFAULT_COARSE_PATCH}).",
+        ),
+    ] = None,
+    base_channels: Annotated[
+        int | None,
+        typer.Option(
+            "--base-channels", help="U-Net width (default 8; coarse stage 16)."
+        ),
+    ] = None,
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            "--depth", help="U-Net pooling steps (default 2; coarse stage 3)."
+        ),
+    ] = None,
     linear_filter: Annotated[
         bool,
         typer.Option(
@@ -128,6 +145,14 @@ def train(
             "--depth, --base-channels and --linear-filter.",
         ),
     ] = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            "--stage",
+            help="fine: the U-Net (default); coarse: a coarse-scale correction "
+            "stage on top of the --init model, whose U-Net stays as it is.",
+        ),
+    ] = "fine",
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
 ) -> None:
     """Train a wide-field -> confocal model on a paired database's train split."""
@@ -142,7 +167,54 @@ def train(
             f"--init {init} and --out name the same file",
             "Write the continued model to a new file.",
         )
+    if stage not in STAGES:
+        raise UserError(f"--stage {stage!r} is unknown", "Use --stage fine or coarse.")
+    if stage == "coarse" and init is None:
+        raise UserError(
+            "--stage coarse adds a stage to a trained model, and no --init "
+            "model was given",
+            "Pass the trained model as --init MODEL.",
+        )
     initial = None if init is None else load_checkpoint(init)
+
+    def progress(record: EpochRecord) -> None:
+        err_console.print(
+            f"epoch {record.epoch:4d}  train {record.train_loss:.5f}  "
+            f"val {record.val_loss:.5f}  lr {record.learning_rate:.2g}  "
+            f"{record.seconds:.1f} s",
+            markup=False,
+        )
+
+    if initial is not None and stage == "coarse":
+        _train_coarse(
+            database,
+            initial,
+            target,
+            patch=patch or DEFAULT_COARSE_PATCH,
+            depth=3 if depth is None else depth,
+            base_channels=16 if base_channels is None else base_channels,
+            seed=seed,
+            max_minutes=max_minutes,
+            settings={
+                "max_epochs": max_epochs,
+                "steps_per_epoch": steps_per_epoch,
+                "batch_size": batch_size,
+                "patience": patience,
+                "learning_rate": learning_rate,
+                "n_val_patches": val_patches,
+                "num_threads": threads,
+                "device": device,
+            },
+            progress=progress,
+        )
+        return
+    if initial is not None and initial.coarse is not None:
+        err_console.print(
+            f"note: the coarse stage of {init} fits its U-Net as it is now; the "
+            "continued model is written without it (train one again with "
+            "--stage coarse)",
+            markup=False,
+        )
     if loss not in LOSSES:
         raise UserError(
             f"--loss {loss!r} is unknown", f"Use --loss {', '.join(LOSSES)}."
@@ -152,11 +224,11 @@ def train(
         unet=initial.unet
         if initial is not None
         else UNetConfig(
-            depth=depth,
-            base_channels=base_channels,
+            depth=2 if depth is None else depth,
+            base_channels=8 if base_channels is None else base_channels,
             in_channels=2 if linear_filter else 1,
         ),
-        patch_shape=_triple(patch, "--patch"),
+        patch_shape=_triple(patch or DEFAULT_PATCH, "--patch"),
         batch_size=batch_size,
         steps_per_epoch=steps_per_epoch,
         max_epochs=max_epochs,
@@ -177,15 +249,6 @@ def train(
         f"{len(val_pairs)} pairs; stop after {max_minutes:g} min",
         markup=False,
     )
-
-    def progress(record: EpochRecord) -> None:
-        err_console.print(
-            f"epoch {record.epoch:4d}  train {record.train_loss:.5f}  "
-            f"val {record.val_loss:.5f}  lr {record.learning_rate:.2g}  "
-            f"{record.seconds:.1f} s",
-            markup=False,
-        )
-
     result = train_model(
         train_pairs,
         val_pairs,
@@ -197,17 +260,79 @@ def train(
     )
     result.checkpoint.save(target)
     metrics = result.checkpoint.metrics
+    _print_training(result, metrics["val_loss"], metrics["val_loss_identity"], target)
+
+
+def _print_training(
+    result: Any, val_loss: float, identity_loss: float, target: Path
+) -> None:
     table = Table(title=f"trained model: {target}", box=box.SIMPLE_HEAD)
     for column in ("epochs", "best epoch", "val loss", "identity loss", "minutes"):
         table.add_column(column)
     table.add_row(
         str(len(result.history)),
         str(result.best_epoch),
-        f"{metrics['val_loss']:.5f}",
-        f"{metrics['val_loss_identity']:.5f}",
+        f"{val_loss:.5f}",
+        f"{identity_loss:.5f}",
         f"{result.seconds / 60:.1f}",
     )
     console.print(table)
+
+
+def _train_coarse(
+    database: Path,
+    initial: Any,
+    target: Path,
+    *,
+    patch: str,
+    depth: int,
+    base_channels: int,
+    seed: int,
+    max_minutes: float,
+    settings: dict[str, Any],
+    progress: Any,
+) -> None:
+    """``pairscope train --stage coarse``: add a coarse stage to ``initial``."""
+    from enhance.coarse import CoarseStageConfig
+    from enhance.coarse_training import CoarseTrainingConfig, train_coarse_stage
+    from enhance.unet import UNetConfig
+
+    stage = CoarseStageConfig(
+        unet=UNetConfig(
+            depth=depth,
+            base_channels=base_channels,
+            in_channels=initial.unet.in_channels + 1,
+            pool_z=True,
+        )
+    )
+    config = CoarseTrainingConfig(
+        stage=stage,
+        patch_shape=_triple(patch, "--patch"),
+        seed=seed,
+        max_duration_s=max_minutes * 60.0,
+        **settings,
+    )
+    db, train_pairs = _load_split(database, "train")
+    _, val_pairs = _load_split(database, "val")
+    err_console.print(
+        f"coarse stage: fine predictions of {len(train_pairs)} training and "
+        f"{len(val_pairs)} validation pairs, then training for {max_minutes:g} min",
+        markup=False,
+    )
+    result = train_coarse_stage(
+        initial,
+        train_pairs,
+        val_pairs,
+        config,
+        progress=progress,
+        catalog_sha256=db.catalog_sha256(),
+        command_line=("pairscope", *sys.argv[1:]),
+    )
+    result.checkpoint.save(target)
+    metrics = result.checkpoint.metrics
+    _print_training(
+        result, metrics["coarse_val_loss"], metrics["coarse_val_loss_identity"], target
+    )
 
 
 def _metrics_table(report: Any, title: str) -> Table:

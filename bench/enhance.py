@@ -82,6 +82,27 @@ def training_summary(model: Path, report: Path | None) -> dict[str, Any]:
         "n_parameters": checkpoint.build_model("cpu").n_parameters(),
         "file_mb": round(model.stat().st_size / 1e6, 3),
     }
+    if checkpoint.coarse is not None:
+        # trained after the U-Net (train --stage coarse): its time adds up
+        coarse = checkpoint.coarse.training
+        summary["coarse_stage"] = {
+            "command_line": " ".join(coarse.get("command_line") or ()),
+            "seed": coarse.get("config", {}).get("seed"),
+            "config": checkpoint.coarse.config.to_dict(),
+            "n_parameters": checkpoint.coarse.build_model("cpu").n_parameters(),
+            "setup_seconds": coarse.get("setup_seconds"),
+            "seconds": coarse.get("seconds"),
+            "epochs_run": coarse.get("epochs_run"),
+            "best_epoch": coarse.get("best_epoch"),
+            "seconds_to_best_epoch": coarse.get("seconds_to_best_epoch"),
+            "val_loss": coarse.get("val_loss"),
+            "val_loss_identity": coarse.get("val_loss_identity"),
+        }
+        summary["seconds_to_best_epoch_total"] = round(
+            summary["seconds_to_best_epoch_total"]
+            + float(coarse.get("seconds_to_best_epoch") or 0.0),
+            1,
+        )
     if report is not None:
         data = json.loads(report.read_text())
         summary["test_split"] = {

@@ -4,7 +4,8 @@ A checkpoint is a single ``torch.save`` file holding a plain dictionary::
 
     {"format": "pairscope-enhance-checkpoint", "format_version": 2,
      "metadata_json": "<JSON text>", "state_dict": {name: tensor},
-     "transfer_gain": complex tensor or None}
+     "transfer_gain": complex tensor or None,
+     "coarse_state_dict": {name: tensor} or None}
 
 It loads with ``torch.load(..., weights_only=True)``: no pickled code runs. The
 JSON metadata holds the architecture, the voxel size the model was trained
@@ -14,11 +15,14 @@ creation time and the command line if given.
 
 ``transfer_gain`` is the gain table of the learned linear filter
 (:mod:`enhance.transfer`) of a two-channel model; its bin widths are in the
-metadata.
+metadata. ``coarse_state_dict`` holds the weights of the coarse stage
+(:mod:`enhance.coarse`), if the model has one; its architecture and training
+record are in the metadata.
 
-Readers refuse files whose ``format_version`` differs from
-:data:`FORMAT_VERSION`: a change to the architecture or normalisation
-semantics must bump it. Version 2 added the learned linear filter.
+Readers refuse files whose ``format_version`` is not in
+:data:`READABLE_VERSIONS`: a change to the architecture or normalisation
+semantics must bump it. Version 2 added the learned linear filter, version 3
+the coarse stage (a version-2 file reads as a model without one).
 """
 
 from __future__ import annotations
@@ -34,14 +38,16 @@ from typing import Any
 
 import torch
 
+from enhance.coarse import CoarseStage, CoarseStageConfig
 from enhance.errors import CheckpointError, EnhanceError
 from enhance.normalization import PercentileNormalization
 from enhance.transfer import TransferFunction
-from enhance.unet import UNet3D, UNetConfig
+from enhance.unet import UNet3D, UNetConfig, unet_with_weights
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "READABLE_VERSIONS",
     "Checkpoint",
     "TrainingProvenance",
     "checkpoint_from_payload",
@@ -50,7 +56,9 @@ __all__ = [
 ]
 
 FORMAT_NAME = "pairscope-enhance-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+"""Versions this release reads (written: :data:`FORMAT_VERSION`)."""
 
 
 def software_version() -> str:
@@ -125,6 +133,8 @@ class Checkpoint:
     transfer : TransferFunction or None
         Learned linear filter whose output is the network's second input
         channel; present exactly when ``unet.in_channels == 2``.
+    coarse : CoarseStage or None
+        Coarse stage applied after the network (:mod:`enhance.coarse`).
     provenance : TrainingProvenance
         Training data.
     metrics : dict of str to float
@@ -147,6 +157,7 @@ class Checkpoint:
     normalization: PercentileNormalization
     voxel_size_um: tuple[float, float, float]
     transfer: TransferFunction | None = None
+    coarse: CoarseStage | None = None
     provenance: TrainingProvenance = field(default_factory=TrainingProvenance)
     metrics: Mapping[str, float] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
@@ -163,6 +174,16 @@ class Checkpoint:
                 "learned transfer function",
                 "the file was edited or written by a different program; re-train",
             )
+        if (
+            self.coarse is not None
+            and self.coarse.config.unet.in_channels != self.unet.in_channels + 1
+        ):
+            raise CheckpointError(
+                f"the coarse stage takes {self.coarse.config.unet.in_channels} "
+                f"channels, not the network's {self.unet.in_channels} plus its "
+                "prediction",
+                "the file was edited or written by a different program; re-train",
+            )
 
     def build_model(self, device: torch.device | str = "cpu") -> UNet3D:
         """The network with these weights, in eval mode, on ``device``.
@@ -173,16 +194,7 @@ class Checkpoint:
             If the weights do not fit the architecture.
 
         """
-        model = UNet3D(self.unet)
-        try:
-            model.load_state_dict(dict(self.state_dict), strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(
-                f"the weights do not fit the recorded architecture ({first})",
-                "the file was edited or written by a different program; re-train",
-            ) from exc
-        return model.to(device).eval()
+        return unet_with_weights(self.unet, self.state_dict, device)
 
     def metadata(self) -> dict[str, Any]:
         """All fields except the weights, as a JSON-safe dictionary."""
@@ -191,6 +203,7 @@ class Checkpoint:
             "normalization": self.normalization.to_dict(),
             "voxel_size_um": list(self.voxel_size_um),
             "transfer": None if self.transfer is None else self.transfer.to_dict(),
+            "coarse": None if self.coarse is None else self.coarse.metadata(),
             "provenance": self.provenance.to_dict(),
             "metrics": {k: float(v) for k, v in self.metrics.items()},
             "training": dict(self.training),
@@ -231,6 +244,12 @@ class Checkpoint:
             "transfer_gain": None
             if self.transfer is None
             else torch.from_numpy(self.transfer.gain.copy()),
+            "coarse_state_dict": None
+            if self.coarse is None
+            else {
+                k: v.detach().to("cpu").contiguous().clone()
+                for k, v in self.coarse.state_dict.items()
+            },
         }
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
@@ -297,10 +316,11 @@ def checkpoint_from_payload(raw: object, *, source: str) -> Checkpoint:
             "directly; train one with pairscope",
         )
     version = raw.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
+        readable = ", ".join(str(v) for v in READABLE_VERSIONS)
         raise CheckpointError(
             f"{source} has checkpoint format version {version!r}; this pairscope "
-            f"({software_version()}) reads version {FORMAT_VERSION}",
+            f"({software_version()}) reads versions {readable}",
             "use the pairscope release that wrote the model, or re-train it",
         )
     try:
@@ -320,12 +340,25 @@ def checkpoint_from_payload(raw: object, *, source: str) -> Checkpoint:
             if not isinstance(gain, torch.Tensor):
                 raise TypeError("transfer_gain is not a tensor")
             transfer = TransferFunction.from_dict(meta["transfer"], gain.numpy())
+        coarse = None
+        if meta.get("coarse") is not None:
+            coarse_state = raw["coarse_state_dict"]
+            if not isinstance(coarse_state, dict) or not all(
+                isinstance(v, torch.Tensor) for v in coarse_state.values()
+            ):
+                raise TypeError("coarse_state_dict is not a mapping of tensors")
+            coarse = CoarseStage(
+                config=CoarseStageConfig.from_dict(meta["coarse"]["config"]),
+                state_dict=coarse_state,
+                training=dict(meta["coarse"]["training"]),
+            )
         checkpoint = Checkpoint(
             unet=UNetConfig.from_dict(meta["unet"]),
             state_dict=state,
             normalization=PercentileNormalization.from_dict(meta["normalization"]),
             voxel_size_um=(voxel[0], voxel[1], voxel[2]),
             transfer=transfer,
+            coarse=coarse,
             provenance=TrainingProvenance.from_dict(meta["provenance"]),
             metrics={str(k): float(v) for k, v in meta["metrics"].items()},
             training=dict(meta["training"]),
@@ -340,4 +373,6 @@ def checkpoint_from_payload(raw: object, *, source: str) -> Checkpoint:
             "re-copy the file or re-train the model",
         ) from exc
     checkpoint.build_model()  # raises CheckpointError if weights do not fit
+    if checkpoint.coarse is not None:
+        checkpoint.coarse.build_model()
     return checkpoint

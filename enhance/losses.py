@@ -25,7 +25,14 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LOSSES", "SSIM_WEIGHT", "LossName", "make_loss", "ssim3d"]
+__all__ = [
+    "LOSSES",
+    "SSIM_WEIGHT",
+    "LossName",
+    "luminance_weighted_error",
+    "make_loss",
+    "ssim3d",
+]
 
 LossName = Literal["l1", "mse", "mse+ssim"]
 LOSSES: tuple[LossName, ...] = ("l1", "mse", "mse+ssim")
@@ -60,6 +67,22 @@ def ssim3d(
     numerator = (2 * mean_x * mean_y + c1) * (2 * cov + c2)
     denominator = (mean_x * mean_x + mean_y * mean_y + c1) * (var_x + var_y + c2)
     return (numerator / denominator).mean()
+
+
+def luminance_weighted_error(
+    prediction: torch.Tensor, target: torch.Tensor, *, data_range: float
+) -> torch.Tensor:
+    """Mean squared error weighted as SSIM's luminance term weighs it.
+
+    ``(p - t)^2 / (p^2 + t^2 + C1)`` with ``C1 = (0.01 * data_range)^2``:
+    ``1 -`` SSIM's luminance factor of two local means ``p`` and ``t``. The
+    weight is not differentiated (it only sets how much each voxel counts),
+    so the gradient always points from ``p`` towards ``t``. Meant for local
+    means, e.g. block-averaged stacks (:mod:`enhance.coarse_training`).
+    """
+    c1 = (0.01 * data_range) ** 2
+    weight = 1.0 / (prediction.detach() ** 2 + target**2 + c1)
+    return (weight * (prediction - target) ** 2).mean()
 
 
 def make_loss(

@@ -13,6 +13,11 @@ and whole-stack inference agree to float rounding; tiles then start on the
 pooling grid. A smaller ``overlap`` is faster and leaves seams that the blend
 hides.
 
+A model with a coarse stage (:mod:`enhance.coarse`) then block-averages the
+network input and the fine prediction, runs its coarse network on them (tiled
+the same way, always with its full receptive radius as overlap, so the result
+does not depend on the tiling) and adds the interpolated correction.
+
 Output units: see :mod:`enhance.normalization` (the input stack's intensity
 scale).
 """
@@ -31,9 +36,11 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from enhance.checkpoint import Checkpoint, load_checkpoint
+from enhance.coarse import coarse_input, upsample_correction
 from enhance.device import configure_threads, select_device
 from enhance.errors import EnhanceError, VoxelSizeError
 from enhance.transfer import network_input
+from enhance.unet import UNetConfig
 
 __all__ = ["Enhancer", "PredictionResult", "enhance_stack", "predict_stack"]
 
@@ -162,6 +169,11 @@ class Enhancer:
         if self.device.type == "cpu":
             configure_threads(None)
         self.model = checkpoint.build_model(self.device)
+        self.coarse_model = (
+            None
+            if checkpoint.coarse is None
+            else checkpoint.coarse.build_model(self.device)
+        )
 
     def _check_voxel_size(
         self, voxel_size_um: tuple[float, float, float], *, resample: bool, rtol: float
@@ -185,12 +197,14 @@ class Enhancer:
             )
         return True
 
-    def _network(self, x: torch.Tensor, amp: bool) -> torch.Tensor:
+    def _network(
+        self, model: torch.nn.Module, x: torch.Tensor, amp: bool
+    ) -> torch.Tensor:
         if amp and self.device.type == "cuda":
             with torch.autocast(device_type="cuda", dtype=torch.float16):
-                out: torch.Tensor = self.model(x).float()
+                out: torch.Tensor = model(x).float()
                 return out
-        result: torch.Tensor = self.model(x)
+        result: torch.Tensor = model(x)
         return result
 
     def enhance_normalised(
@@ -203,16 +217,20 @@ class Enhancer:
         batch_size: int = 1,
         amp: bool = False,
     ) -> tuple[NDArray[np.float32], int, tuple[int, int, int]]:
-        """Run the network tile by tile on an already normalised stack.
+        """Run the model on an already normalised stack.
 
         ``stack`` is ``(z, y, x)`` for a one-channel model, or the
         ``(channels, z, y, x)`` network input (see
-        :func:`enhance.transfer.network_input`).
+        :func:`enhance.transfer.network_input`). The fine network runs tile
+        by tile with the given tiling; a coarse stage, if the model has one,
+        then runs on the block-averaged stack with its own automatic tiling
+        (receptive-radius overlap) and its correction is added.
 
         Returns
         -------
         image, n_tiles, tile_shape
-            The normalised prediction, the number of tiles and their shape.
+            The normalised prediction, and the fine network's number of tiles
+            and their shape.
 
         """
         config = self.checkpoint.unet
@@ -223,6 +241,47 @@ class Enhancer:
                 f"the model takes {config.in_channels} input channel(s); got an "
                 f"array of shape {stack.shape}"
             )
+        fine, n_tiles, shape = self._run_tiled(
+            self.model,
+            config,
+            stack,
+            tile_shape=tile_shape,
+            overlap=overlap,
+            blend=blend,
+            batch_size=batch_size,
+            amp=amp,
+        )
+        coarse = self.checkpoint.coarse
+        if coarse is None or self.coarse_model is None:
+            return fine, n_tiles, shape
+        factor = coarse.config.factor
+        x = coarse_input(stack, fine, factor)
+        corrected, _, _ = self._run_tiled(
+            self.coarse_model,
+            coarse.config.unet,
+            x,
+            tile_shape=None,
+            overlap=None,
+            blend=blend,
+            batch_size=1,
+            amp=amp,
+        )
+        correction = upsample_correction(corrected - x[-1], factor, fine.shape)
+        return fine + correction, n_tiles, shape
+
+    def _run_tiled(
+        self,
+        model: torch.nn.Module,
+        config: UNetConfig,
+        stack: NDArray[np.float32],
+        *,
+        tile_shape: tuple[int, int, int] | None,
+        overlap: tuple[int, int, int] | None,
+        blend: int,
+        batch_size: int,
+        amp: bool,
+    ) -> tuple[NDArray[np.float32], int, tuple[int, int, int]]:
+        """One network over a ``(channels, z, y, x)`` stack, tile by tile."""
         spatial = stack.shape[1:]
         halo = config.receptive_radius if overlap is None else tuple(overlap)
         if len(halo) != 3 or min(halo) < 0:
@@ -283,7 +342,7 @@ class Enhancer:
                         for o in batch
                     ]
                 )
-                pred = self._network(torch.from_numpy(x).to(self.device), amp)
+                pred = self._network(model, torch.from_numpy(x).to(self.device), amp)
                 pred_np = pred[:, 0].float().cpu().numpy()
                 for o, tile_out in zip(batch, pred_np, strict=True):
                     dest, src = [], []

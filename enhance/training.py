@@ -26,8 +26,8 @@ a correction to the filtering. The filter travels in the checkpoint.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -45,7 +45,54 @@ from enhance.patches import sample_patches
 from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
 
-__all__ = ["EpochRecord", "TrainingConfig", "TrainingResult", "train_model"]
+__all__ = [
+    "EpochRecord",
+    "FitOutcome",
+    "FitSettings",
+    "TrainingConfig",
+    "TrainingResult",
+    "batched_loss",
+    "check_training_settings",
+    "deterministic_algorithms",
+    "fit_network",
+    "train_model",
+]
+
+
+def check_training_settings(settings: Any, unet: UNetConfig, *, what: str) -> None:
+    """Validate the fields a training configuration shares with others.
+
+    ``settings`` has ``patch_shape``, ``batch_size``, ``steps_per_epoch``,
+    ``max_epochs``, ``patience``, ``n_val_patches`` and ``learning_rate``;
+    ``what`` names the patch shape in the message.
+
+    Raises
+    ------
+    EnhanceError
+        Naming the first bad value and how to fix it.
+
+    """
+    patch = tuple(settings.patch_shape)
+    multiple = unet.shape_multiple
+    if len(patch) != 3 or any(
+        p < 1 or p % m for p, m in zip(patch, multiple, strict=True)
+    ):
+        raise EnhanceError(
+            f"{what} {patch} must be 3 positive multiples of {multiple} (z, y, x) "
+            f"for a depth-{unet.depth} U-Net",
+            "round each size to a multiple",
+        )
+    for name in (
+        "batch_size",
+        "steps_per_epoch",
+        "max_epochs",
+        "patience",
+        "n_val_patches",
+    ):
+        if getattr(settings, name) < 1:
+            raise EnhanceError(f"{name} must be >= 1, got {getattr(settings, name)}")
+    if settings.learning_rate <= 0:
+        raise EnhanceError(f"learning_rate must be > 0, got {settings.learning_rate}")
 
 
 @dataclass(frozen=True)
@@ -111,26 +158,7 @@ class TrainingConfig:
     max_duration_s: float | None = None
 
     def __post_init__(self) -> None:
-        multiple = self.unet.shape_multiple
-        if len(self.patch_shape) != 3 or any(
-            p < 1 or p % m for p, m in zip(self.patch_shape, multiple, strict=True)
-        ):
-            raise EnhanceError(
-                f"patch_shape {self.patch_shape} must be 3 positive multiples of "
-                f"{multiple} (z, y, x) for a depth-{self.unet.depth} U-Net",
-                "round each size to a multiple",
-            )
-        for name in (
-            "batch_size",
-            "steps_per_epoch",
-            "max_epochs",
-            "patience",
-            "n_val_patches",
-        ):
-            if getattr(self, name) < 1:
-                raise EnhanceError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.learning_rate <= 0:
-            raise EnhanceError(f"learning_rate must be > 0, got {self.learning_rate}")
+        check_training_settings(self, self.unet, what="patch_shape")
         if self.loss not in LOSSES:
             raise EnhanceError(
                 f"unknown loss {self.loss!r}", f"use one of {', '.join(LOSSES)}"
@@ -287,7 +315,7 @@ def _autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any
     return torch.autocast(device_type="cuda", dtype=dtype)
 
 
-def _batched_loss(
+def batched_loss(
     model: UNet3D,
     xs: NDArray[np.float32],
     ys: NDArray[np.float32],
@@ -297,6 +325,7 @@ def _batched_loss(
     device: torch.device,
     amp: bool,
 ) -> float:
+    """Mean loss of ``model`` over patches ``xs`` against targets ``ys``."""
     model.eval()
     total = 0.0
     with torch.no_grad():
@@ -307,6 +336,164 @@ def _batched_loss(
                 pred = model(x)
             total += float(loss_fn(pred.float(), y)) * len(x)
     return total / len(xs)
+
+
+@contextmanager
+def deterministic_algorithms(device: torch.device) -> Iterator[None]:
+    """Torch's deterministic algorithms on (warn-only off the CPU), then restored."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous, warn_only=previous_warn_only)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """How :func:`fit_network` trains (see :class:`TrainingConfig`).
+
+    ``deadline`` is a ``time.perf_counter()`` value after which no new epoch
+    starts; ``amp`` is mixed precision (CUDA only).
+    """
+
+    patch_shape: tuple[int, int, int]
+    batch_size: int
+    steps_per_epoch: int
+    max_epochs: int
+    patience: int
+    learning_rate: float
+    amp: bool = False
+    deadline: float | None = None
+
+    @classmethod
+    def of(
+        cls, config: Any, *, amp: bool = False, deadline: float | None = None
+    ) -> FitSettings:
+        """The settings of a training configuration with those fields."""
+        return cls(
+            patch_shape=config.patch_shape,
+            batch_size=config.batch_size,
+            steps_per_epoch=config.steps_per_epoch,
+            max_epochs=config.max_epochs,
+            patience=config.patience,
+            learning_rate=config.learning_rate,
+            amp=amp,
+            deadline=deadline,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class FitOutcome:
+    """The epochs :func:`fit_network` ran and the weights it kept."""
+
+    history: tuple[EpochRecord, ...]
+    best_loss: float
+    best_epoch: int
+    best_state: dict[str, torch.Tensor]
+    stopped_early: bool
+
+
+def fit_network(
+    model: UNet3D,
+    train_inputs: Sequence[NDArray[np.float32]],
+    train_targets: Sequence[NDArray[np.float32]],
+    val_x: NDArray[np.float32],
+    val_y: NDArray[np.float32],
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    *,
+    settings: FitSettings,
+    rng: np.random.Generator,
+    device: torch.device,
+    progress: Callable[[EpochRecord], None] | None = None,
+) -> FitOutcome:
+    """Adam on fresh augmented patches every epoch, validation, early stopping.
+
+    The learning rate halves when validation stalls for
+    ``max(1, patience // 2)`` epochs; training stops after ``patience``
+    epochs without a better validation loss, after ``max_epochs``, or at the
+    first epoch end past ``deadline``. The weights of the best epoch are kept.
+
+    Raises
+    ------
+    EnhanceError
+        If the validation loss becomes NaN or infinite.
+
+    """
+    model = model.to(device)
+    optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimiser, factor=0.5, patience=max(1, settings.patience // 2)
+    )
+    scaler = torch.amp.GradScaler(
+        "cuda", enabled=settings.amp and not torch.cuda.is_bf16_supported()
+    )
+    history: list[EpochRecord] = []
+    best_loss, best_epoch, best_state = float("inf"), 0, None
+    stale, stopped_early = 0, False
+    n = settings.batch_size
+    for epoch in range(1, settings.max_epochs + 1):
+        epoch_start = time.perf_counter()
+        xs, ys = sample_patches(
+            train_inputs,
+            train_targets,
+            patch_shape=settings.patch_shape,
+            n_patches=settings.steps_per_epoch * n,
+            rng=rng,
+        )
+        model.train()
+        running = 0.0
+        for step in range(settings.steps_per_epoch):
+            x = torch.from_numpy(xs[step * n : (step + 1) * n]).to(device)
+            y = torch.from_numpy(ys[step * n : (step + 1) * n, None]).to(device)
+            optimiser.zero_grad(set_to_none=True)
+            with _autocast(device, settings.amp):
+                pred = model(x)
+            loss = loss_fn(pred.float(), y)
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
+            scaler.step(optimiser)
+            scaler.update()
+            running += float(loss.detach())
+        val_loss = batched_loss(
+            model, val_x, val_y, loss_fn, batch_size=n, device=device, amp=settings.amp
+        )
+        if not np.isfinite(val_loss):
+            raise EnhanceError(
+                f"training diverged at epoch {epoch} (validation loss {val_loss})",
+                "lower the learning rate or turn amp off",
+            )
+        scheduler.step(val_loss)
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=running / settings.steps_per_epoch,
+            val_loss=val_loss,
+            learning_rate=float(optimiser.param_groups[0]["lr"]),
+            seconds=time.perf_counter() - epoch_start,
+        )
+        history.append(record)
+        if progress is not None:
+            progress(record)
+        if val_loss < best_loss:
+            best_loss, best_epoch, stale = val_loss, epoch, 0
+            best_state = {
+                k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
+            }
+        else:
+            stale += 1
+            if stale >= settings.patience:
+                stopped_early = True
+                break
+        if settings.deadline is not None and time.perf_counter() >= settings.deadline:
+            break
+    assert best_state is not None  # at least one epoch ran with a finite loss
+    return FitOutcome(
+        history=tuple(history),
+        best_loss=best_loss,
+        best_epoch=best_epoch,
+        best_state=best_state,
+        stopped_early=stopped_early,
+    )
 
 
 def train_model(
@@ -366,10 +553,7 @@ def train_model(
     if device.type == "cpu":
         configure_threads(config.num_threads)
     use_amp = config.amp and device.type == "cuda"
-    previous_deterministic = torch.are_deterministic_algorithms_enabled()
-    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
-    try:
+    with deterministic_algorithms(device):
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
         val_rng = np.random.default_rng([config.seed, 1])
@@ -395,90 +579,35 @@ def train_model(
         model = UNet3D(config.unet)
         if initial is not None:
             model.load_state_dict(initial.state_dict)
-        model = model.to(device)
-        optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimiser, factor=0.5, patience=max(1, config.patience // 2)
-        )
-        scaler = torch.amp.GradScaler(
-            "cuda", enabled=use_amp and not torch.cuda.is_bf16_supported()
-        )
         ssim_range = float(np.median([float(t.max() - t.min()) for t in train_tg]))
         loss_fn = make_loss(config.loss, ssim_data_range=ssim_range)
-        val_kwargs = {"batch_size": config.batch_size, "device": device, "amp": use_amp}
         # the network's starting point: its input's last channel as it stands
         identity_loss = float(
             loss_fn(torch.from_numpy(val_x[:, -1]), torch.from_numpy(val_y))
         )
-
-        history: list[EpochRecord] = []
-        best_loss, best_epoch, best_state = float("inf"), 0, None
-        stale, stopped_early = 0, False
-        for epoch in range(1, config.max_epochs + 1):
-            epoch_start = time.perf_counter()
-            xs, ys = sample_patches(
-                train_in,
-                train_tg,
-                patch_shape=config.patch_shape,
-                n_patches=config.steps_per_epoch * config.batch_size,
-                rng=rng,
-            )
-            model.train()
-            running = 0.0
-            for step in range(config.steps_per_epoch):
-                batch = slice(step * config.batch_size, (step + 1) * config.batch_size)
-                x = torch.from_numpy(xs[batch]).to(device)
-                y = torch.from_numpy(ys[batch, None]).to(device)
-                optimiser.zero_grad(set_to_none=True)
-                with _autocast(device, use_amp):
-                    pred = model(x)
-                loss = loss_fn(pred.float(), y)
-                scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-                scaler.step(optimiser)
-                scaler.update()
-                running += float(loss.detach())
-            val_loss = _batched_loss(model, val_x, val_y, loss_fn, **val_kwargs)  # type: ignore[arg-type]
-            if not np.isfinite(val_loss):
-                raise EnhanceError(
-                    f"training diverged at epoch {epoch} (validation loss {val_loss})",
-                    "lower learning_rate or turn amp off",
-                )
-            scheduler.step(val_loss)
-            record = EpochRecord(
-                epoch=epoch,
-                train_loss=running / config.steps_per_epoch,
-                val_loss=val_loss,
-                learning_rate=float(optimiser.param_groups[0]["lr"]),
-                seconds=time.perf_counter() - epoch_start,
-            )
-            history.append(record)
-            if progress is not None:
-                progress(record)
-            if val_loss < best_loss:
-                best_loss, best_epoch, stale = val_loss, epoch, 0
-                best_state = {
-                    k: v.detach().to("cpu").clone()
-                    for k, v in model.state_dict().items()
-                }
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    stopped_early = True
-                    break
-            if (
-                config.max_duration_s is not None
-                and time.perf_counter() - started >= config.max_duration_s
-            ):
-                break
-    finally:
-        torch.use_deterministic_algorithms(
-            previous_deterministic, warn_only=previous_warn_only
+        deadline = (
+            None if config.max_duration_s is None else started + config.max_duration_s
         )
-    assert best_state is not None  # at least one epoch ran with a finite loss
+        outcome = fit_network(
+            model,
+            train_in,
+            train_tg,
+            val_x,
+            val_y,
+            loss_fn,
+            settings=FitSettings.of(
+                config,
+                amp=use_amp,
+                deadline=deadline,
+            ),
+            rng=rng,
+            device=device,
+            progress=progress,
+        )
     seconds = time.perf_counter() - started
     checkpoint = Checkpoint(
         unet=config.unet,
-        state_dict=best_state,
+        state_dict=outcome.best_state,
         normalization=config.normalization,
         voxel_size_um=voxel,
         transfer=transfer,
@@ -489,27 +618,27 @@ def train_model(
             train_cell_ids=tuple(sorted({p.cell_id for p in train_pairs})),
             val_cell_ids=tuple(sorted({p.cell_id for p in val_pairs})),
         ),
-        metrics={"val_loss": best_loss, "val_loss_identity": identity_loss},
+        metrics={"val_loss": outcome.best_loss, "val_loss_identity": identity_loss},
         training={
             "config": config.to_dict(),
-            "epochs_run": len(history),
-            "best_epoch": best_epoch,
-            "stopped_early": stopped_early,
+            "epochs_run": len(outcome.history),
+            "best_epoch": outcome.best_epoch,
+            "stopped_early": outcome.stopped_early,
             "ssim_data_range": ssim_range,
             "device": str(device),
             "seconds": round(seconds, 3),
             "seconds_total": round(seconds + _earlier_seconds(initial), 3),
             "continued_from": None if initial is None else _lineage(initial),
-            "history": [asdict(r) for r in history],
+            "history": [asdict(r) for r in outcome.history],
         },
         seed=config.seed,
         command_line=None if command_line is None else tuple(command_line),
     )
     return TrainingResult(
         checkpoint=checkpoint,
-        history=tuple(history),
-        best_epoch=best_epoch,
-        stopped_early=stopped_early,
+        history=outcome.history,
+        best_epoch=outcome.best_epoch,
+        stopped_early=outcome.stopped_early,
         device=str(device),
         seconds=seconds,
     )

@@ -14,15 +14,16 @@ the last channel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
-from enhance.errors import EnhanceError
+from enhance.errors import CheckpointError, EnhanceError
 
-__all__ = ["UNet3D", "UNetConfig"]
+__all__ = ["UNet3D", "UNetConfig", "unet_with_weights"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,9 @@ class UNetConfig:
         Add the input (its last channel) to the network output.
     in_channels : int
         Input channels: 1 (the wide-field stack) or 2 (it and its filtering
-        by a learned transfer function, in that order).
+        by a learned transfer function, in that order) for the fine network;
+        one more (the fine prediction) for a coarse stage
+        (:mod:`enhance.coarse`).
 
     """
 
@@ -55,8 +58,8 @@ class UNetConfig:
     in_channels: int = 1
 
     def __post_init__(self) -> None:
-        if self.in_channels not in (1, 2):
-            raise EnhanceError(f"in_channels {self.in_channels} must be 1 or 2")
+        if not 1 <= self.in_channels <= 8:
+            raise EnhanceError(f"in_channels {self.in_channels} outside 1..8")
         if not 0 <= self.depth <= 5:
             raise EnhanceError(f"U-Net depth {self.depth} outside 0..5")
         if self.base_channels < 1:
@@ -175,3 +178,30 @@ class UNet3D(nn.Module):
     def n_parameters(self) -> int:
         """Number of trainable parameters."""
         return sum(p.numel() for p in self.parameters())
+
+
+def unet_with_weights(
+    config: UNetConfig,
+    state_dict: Mapping[str, torch.Tensor],
+    device: torch.device | str = "cpu",
+    *,
+    what: str = "weights",
+) -> UNet3D:
+    """A :class:`UNet3D` with ``state_dict`` loaded, in eval mode, on ``device``.
+
+    Raises
+    ------
+    CheckpointError
+        If the weights do not fit the architecture (``what`` names them).
+
+    """
+    model = UNet3D(config)
+    try:
+        model.load_state_dict(dict(state_dict), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"the {what} do not fit the recorded architecture ({first})",
+            "the file was edited or written by a different program; re-train",
+        ) from exc
+    return model.to(device).eval()

@@ -128,6 +128,30 @@ def test_train_continues_from_a_model(
     assert continued.training["seconds_total"] > start.training["seconds"]
 
 
+def test_train_adds_a_coarse_stage_to_a_model(
+    tiny_db: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "coarse.pt"
+    code, output = cli(
+        "train", tiny_db, "--out", out, "--init", tiny_model, "--stage", "coarse",
+        "--patch", "8,8,8", "--depth", "1", "--base-channels", "2",
+        "--max-epochs", "2", "--steps-per-epoch", "2", "--batch-size", "2",
+        "--val-patches", "2", "--threads", "1", "--device", "cpu",
+    )  # fmt: skip
+    assert code == 0, output
+    start, model = load_checkpoint(tiny_model), load_checkpoint(out)
+    assert start.coarse is None and model.coarse is not None
+    for name, weights in start.state_dict.items():  # the fine network is kept
+        assert torch.equal(weights, model.state_dict[name]), name
+    db = PairDatabase.open(tiny_db)
+    record = model.coarse.training
+    assert record["catalog_sha256"] == db.catalog_sha256()
+    assert set(record["train_pair_ids"]) == {r.pair_id for r in db.records("train")}
+    assert record["epochs_run"] == 2
+    assert math.isfinite(model.metrics["coarse_val_loss"])
+    assert model.coarse.config.unet.in_channels == start.unet.in_channels + 1
+
+
 def test_evaluate_writes_report(tiny_db: Path, tiny_model: Path) -> None:
     out = tiny_db.parent / "report"
     code, output = cli(
@@ -253,6 +277,8 @@ def test_bad_inputs_exit_2_without_traceback(
         ("train", tiny_db, "--out", tiny_model, *TINY_TRAIN),
         ("train", tiny_db, "--out", tmp_path / "m3.pt", "--init", corrupt),
         ("train", tiny_db, "--out", tmp_path / "m4.pt", "--init", future),
+        ("train", tiny_db, "--out", tmp_path / "m5.pt", "--stage", "coarse"),
+        ("train", tiny_db, "--out", tmp_path / "m6.pt", "--stage", "medium"),
         # continuing into the file it starts from
         ("train", tiny_db, "--out", tiny_model, "--init", tiny_model, "--overwrite"),
     ]
