@@ -98,9 +98,12 @@ def training_summary(model: Path, report: Path | None) -> dict[str, Any]:
             "val_loss": coarse.get("val_loss"),
             "val_loss_identity": coarse.get("val_loss_identity"),
         }
+        summary["coarse_stage"]["seconds_to_best_epoch_total"] = coarse.get(
+            "seconds_to_best_epoch_total", coarse.get("seconds_to_best_epoch")
+        )
         summary["seconds_to_best_epoch_total"] = round(
             summary["seconds_to_best_epoch_total"]
-            + float(coarse.get("seconds_to_best_epoch") or 0.0),
+            + float(summary["coarse_stage"]["seconds_to_best_epoch_total"] or 0.0),
             1,
         )
     if report is not None:

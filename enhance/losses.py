@@ -14,7 +14,9 @@ PSNR), so "mse" is the default of ``pairscope train``. Fine-tuning the bundled
 model with ``SSIM_WEIGHT`` 0.05 did not help either (SSIM 0.964 -> 0.961): most
 of the remaining SSIM deficit is in the faint cell body's local mean, which the
 wide-field data do not determine at low lateral frequency (see
-``enhance/models/README.md``).
+``enhance/models/README.md``). That part is the coarse stage's job
+(:mod:`enhance.coarse`), trained with :func:`luminance_weighted_error` on block
+means.
 """
 
 from __future__ import annotations

@@ -188,6 +188,24 @@ def test_coarse_stage_learns_a_broad_faint_body() -> None:
     again = train_coarse_stage(fine, pairs[:2], pairs[2:], config)
     for name, weights in coarse.state_dict.items():
         assert torch.equal(weights, again.checkpoint.coarse.state_dict[name]), name  # type: ignore[union-attr]
+    # continuing with a vanishing learning rate: the stage it started from
+    frozen = train_coarse_stage(
+        result.checkpoint,
+        pairs[:2],
+        pairs[2:],
+        replace(config, learning_rate=1e-12, max_epochs=1),
+    ).checkpoint
+    assert frozen.coarse is not None
+    for name, weights in coarse.state_dict.items():
+        assert torch.allclose(weights, frozen.coarse.state_dict[name], atol=1e-8)
+    assert frozen.metrics["coarse_val_loss"] == pytest.approx(
+        metrics["coarse_val_loss"], rel=1e-4
+    )
+    record = frozen.coarse.training
+    assert record["continued_from"]["epochs_run"] == coarse.training["epochs_run"]
+    assert record["seconds_total"] == pytest.approx(
+        coarse.training["seconds"] + record["seconds"], abs=0.01
+    )
 
 
 def test_coarse_training_refuses_a_stage_that_does_not_fit() -> None:
