@@ -48,6 +48,7 @@ from enhance.training import (
     check_training_settings,
     deterministic_algorithms,
     fit_network,
+    recorded_seconds,
 )
 from enhance.transfer import network_input
 from enhance.unet import UNet3D
@@ -171,14 +172,6 @@ def _check_fits(
             f"coarse patch (shapes {shapes})",
             "use a smaller coarse patch or larger stacks",
         )
-
-
-def _earlier_seconds(stage: CoarseStage | None) -> float:
-    """Training time of the stage a run continues (all its runs)."""
-    if stage is None:
-        return 0.0
-    value = stage.training.get("seconds_total", stage.training.get("seconds"))
-    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def train_coarse_stage(
@@ -315,11 +308,15 @@ def train_coarse_stage(
                 + sum(r.seconds for r in outcome.history[: outcome.best_epoch]),
                 3,
             ),
-            "seconds_total": round(seconds + _earlier_seconds(earlier), 3),
+            "seconds_total": round(
+                seconds
+                + recorded_seconds(None if earlier is None else earlier.training),
+                3,
+            ),
             "seconds_to_best_epoch_total": round(
                 setup_seconds
                 + sum(r.seconds for r in outcome.history[: outcome.best_epoch])
-                + _earlier_seconds(earlier),
+                + recorded_seconds(None if earlier is None else earlier.training),
                 3,
             ),
             "command_line": None if command_line is None else list(command_line),

@@ -55,6 +55,7 @@ __all__ = [
     "check_training_settings",
     "deterministic_algorithms",
     "fit_network",
+    "recorded_seconds",
     "train_model",
 ]
 
@@ -262,10 +263,11 @@ def _check_initial(
         )
 
 
-def _earlier_seconds(initial: Checkpoint | None) -> float:
-    if initial is None:
+def recorded_seconds(training: Mapping[str, Any] | None) -> float:
+    """Training time a record holds over all its runs (0 without a record)."""
+    if training is None:
         return 0.0
-    earlier = initial.training.get("seconds_total", initial.training.get("seconds"))
+    earlier = training.get("seconds_total", training.get("seconds"))
     return float(earlier) if isinstance(earlier, (int, float)) else 0.0
 
 
@@ -627,7 +629,11 @@ def train_model(
             "ssim_data_range": ssim_range,
             "device": str(device),
             "seconds": round(seconds, 3),
-            "seconds_total": round(seconds + _earlier_seconds(initial), 3),
+            "seconds_total": round(
+                seconds
+                + recorded_seconds(None if initial is None else initial.training),
+                3,
+            ),
             "continued_from": None if initial is None else _lineage(initial),
             "history": [asdict(r) for r in outcome.history],
         },
