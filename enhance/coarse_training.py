@@ -14,8 +14,8 @@ difference of local means, ``(p - t)^2 / (p^2 + t^2 + C1)`` with
 training targets: the local means the loss compares. A plain squared error,
 dominated by the bright structures, leaves the faint cell body as dim as the
 fine network renders it. (On the demo database the range of the
-full-resolution targets, 3x larger, weighted the faint body too little: test
-SSIM 0.968 against 0.976 in a 25-minute run of each.)
+full-resolution targets, about 2x larger, weighted the faint body too little;
+see ``enhance/models/README.md``.)
 
 A model that already has a coarse stage of the same architecture continues
 from its weights (a longer run in stages); otherwise the stage starts as no
@@ -286,6 +286,10 @@ def train_coarse_stage(
             progress=progress,
         )
     seconds = time.perf_counter() - started
+    to_best = setup_seconds + sum(
+        r.seconds for r in outcome.history[: outcome.best_epoch]
+    )
+    earlier_seconds = recorded_seconds(None if earlier is None else earlier.training)
     stage = CoarseStage(
         config=config.stage,
         state_dict=outcome.best_state,
@@ -303,22 +307,9 @@ def train_coarse_stage(
             "device": str(device),
             "setup_seconds": round(setup_seconds, 3),
             "seconds": round(seconds, 3),
-            "seconds_to_best_epoch": round(
-                setup_seconds
-                + sum(r.seconds for r in outcome.history[: outcome.best_epoch]),
-                3,
-            ),
-            "seconds_total": round(
-                seconds
-                + recorded_seconds(None if earlier is None else earlier.training),
-                3,
-            ),
-            "seconds_to_best_epoch_total": round(
-                setup_seconds
-                + sum(r.seconds for r in outcome.history[: outcome.best_epoch])
-                + recorded_seconds(None if earlier is None else earlier.training),
-                3,
-            ),
+            "seconds_to_best_epoch": round(to_best, 3),
+            "seconds_total": round(seconds + earlier_seconds, 3),
+            "seconds_to_best_epoch_total": round(to_best + earlier_seconds, 3),
             "command_line": None if command_line is None else list(command_line),
             "continued_from": None
             if earlier is None
