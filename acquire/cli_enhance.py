@@ -15,6 +15,7 @@ only measured wide-field voxels, as they do live.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -381,10 +382,27 @@ def evaluate(
         int | None,
         typer.Option(
             "--crop-yx",
-            help="Score the central N x N pixels of every stack (faster RL).",
+            help="Crop every pair to its central N x N pixels before evaluating "
+            "(faster RL; the crop's edges cut the cells).",
             min=16,
         ),
     ] = None,
+    score_crop: Annotated[
+        int | None,
+        typer.Option(
+            "--score-crop-yx",
+            help="Run every method on the whole stacks and score their central "
+            "N x N pixels.",
+            min=16,
+        ),
+    ] = None,
+    without_coarse: Annotated[
+        bool,
+        typer.Option(
+            "--without-coarse-stage",
+            help="Score the model without its coarse stage (what the stage adds).",
+        ),
+    ] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
 ) -> None:
     """Score raw wide-field, Richardson-Lucy and the model against the confocal."""
@@ -402,6 +420,13 @@ def evaluate(
             "Write it as e.g. 10,20,40,80,160.",
         )
     checkpoint = load_checkpoint(model)
+    if without_coarse:
+        if checkpoint.coarse is None:
+            raise UserError(
+                f"model {str(model)!r} has no coarse stage to leave out",
+                "Drop --without-coarse-stage.",
+            )
+        checkpoint = replace(checkpoint, coarse=None)
     _, pairs = _load_split(database, split, limit=max_pairs, crop=crop)
     tuning_pair = None
     if rl_iterations is None:
@@ -432,6 +457,7 @@ def evaluate(
         rl_candidates=candidates,
         rl_background=rl_background,
         device=device,
+        score_crop_yx=score_crop,
     )
     console.print(
         _metrics_table(

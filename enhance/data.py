@@ -10,7 +10,13 @@ from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
 
-__all__ = ["TrainingPair", "common_voxel_size_um", "crop_yx", "trim_to_overlap"]
+__all__ = [
+    "TrainingPair",
+    "central_yx_window",
+    "common_voxel_size_um",
+    "crop_yx",
+    "trim_to_overlap",
+]
 
 VOXEL_SIZE_RTOL = 0.02
 """Relative difference below which two voxel sizes count as the same."""
@@ -160,8 +166,16 @@ def trim_to_overlap(pair: TrainingPair, *, fill: float = 0.0) -> TrainingPair:
     return _windowed(pair, (box[0], box[1], box[2]))
 
 
+def central_yx_window(shape: tuple[int, ...], size: int) -> tuple[slice, slice, slice]:
+    """Index of the central ``size`` x ``size`` pixels of a ``(z, y, x)`` stack.
+
+    All planes; an axis shorter than ``size`` is kept whole.
+    """
+    _, ny, nx = shape[-3:]
+    y0, x0 = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
+    return (slice(None), slice(y0, y0 + size), slice(x0, x0 + size))
+
+
 def crop_yx(pair: TrainingPair, size: int) -> TrainingPair:
     """The central ``size`` x ``size`` pixels of both stacks (all planes)."""
-    _, ny, nx = pair.widefield.shape
-    y0, x0 = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
-    return _windowed(pair, (slice(None), slice(y0, y0 + size), slice(x0, x0 + size)))
+    return _windowed(pair, central_yx_window(pair.widefield.shape, size))

@@ -22,6 +22,9 @@ from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase, StackMeta
 from correlate.registration import register_pair
 from enhance.checkpoint import load_checkpoint
+from enhance.data import central_yx_window, trim_to_overlap
+from enhance.database_pairs import load_split
+from enhance.metrics import image_metrics
 from enhance.predict import predict_stack
 
 N_PLANES = 12
@@ -151,6 +154,34 @@ def test_train_adds_a_coarse_stage_to_a_model(
     assert math.isfinite(model.metrics["coarse_val_loss"])
     assert model.coarse.config.unet.in_channels == start.unet.in_channels + 1
 
+    # evaluated without its coarse stage it is the model it started from
+    reports = {}
+    for name, path, extra in (
+        ("start", tiny_model, ()),
+        ("with", out, ()),
+        ("without", out, ("--without-coarse-stage",)),
+    ):
+        folder = tmp_path / f"report_{name}"
+        code, output = cli(
+            "evaluate", path, tiny_db, "--out", folder, "--rl-iterations", "2", *extra
+        )
+        assert code == 0, output
+        reports[name] = json.loads((folder / "report.json").read_text())
+    assert reports["start"]["checkpoint"]["coarse_stage"] is None
+    assert reports["without"]["checkpoint"]["coarse_stage"] is None
+    assert (
+        reports["with"]["checkpoint"]["coarse_stage"] == model.coarse.config.to_dict()
+    )
+    assert reports["without"]["mean"]["model"] == reports["start"]["mean"]["model"]
+    assert reports["with"]["mean"]["model"] != reports["start"]["mean"]["model"]
+    refused = tmp_path / "refused"
+    code, output = cli(
+        "evaluate", tiny_model, tiny_db, "--out", refused, "--rl-iterations", "2",
+        "--without-coarse-stage",
+    )  # fmt: skip
+    assert code != 0 and "has no coarse stage" in output
+    assert not refused.exists()
+
 
 def test_evaluate_writes_report(tiny_db: Path, tiny_model: Path) -> None:
     out = tiny_db.parent / "report"
@@ -171,6 +202,30 @@ def test_evaluate_writes_report(tiny_db: Path, tiny_model: Path) -> None:
     assert report["rl_tuned_on_pair"] == db.records("val")[0].pair_id
     assert report["rl_iterations"] in (2, 4)
     assert "PSNR" in output
+
+    centre = tiny_db.parent / "report_centre"
+    code, output = cli(
+        "evaluate",
+        tiny_model,
+        tiny_db,
+        "--out",
+        centre,
+        "--rl-iterations",
+        "2",
+        "--score-crop-yx",
+        "16",
+    )
+    assert code == 0, output
+    report = json.loads((centre / "report.json").read_text())
+    assert report["scored_region"] == "central 16 x 16 px of the whole-stack results"
+    first = db.records("test")[0]
+    pair = trim_to_overlap(load_split(db, "test")[0])
+    window = central_yx_window(pair.confocal.shape, 16)
+    expected = image_metrics(pair.widefield[window], pair.confocal[window])
+    assert report["pairs"][0]["pair_id"] == first.pair_id
+    assert report["pairs"][0]["metrics"]["widefield"]["ssim"] == pytest.approx(
+        expected.ssim
+    )
 
 
 def test_enhance_dataset_equals_offline_prediction(

@@ -195,6 +195,37 @@ def test_evaluate_writes_consistent_reports(tmp_path: Path) -> None:
     assert panel[:, :40].std() > 0 and panel[:, -40:].std() > 0
 
 
+def test_evaluate_scores_the_centre_of_whole_stack_results(tmp_path: Path) -> None:
+    psf = widefield_psf(OPTICS, voxel_size_um=VOXEL_UM, shape=(11, 31, 31))
+    pair = synthetic_pair(4, psf)
+    report = evaluate(
+        identity_checkpoint(),
+        [pair],
+        out_dir=tmp_path / "eval",
+        optics=OPTICS,
+        psf_shape=(11, 31, 31),
+        rl_iterations=10,
+        score_crop_yx=20,
+    )
+    centre = (slice(None), slice(10, 30), slice(10, 30))
+    scored = report.pairs[0].metrics
+    assert scored["widefield"] == image_metrics(
+        pair.widefield[centre], pair.confocal[centre]
+    )
+    whole_rl = richardson_lucy(pair.widefield, psf, iterations=10)
+    assert scored["richardson_lucy"] == image_metrics(
+        whole_rl[centre], pair.confocal[centre]
+    )
+    # RL of the cropped pair differs: it lacks the light from beyond the crop
+    cropped_rl = richardson_lucy(pair.widefield[centre], psf, iterations=10)
+    assert not np.allclose(cropped_rl, whole_rl[centre], rtol=1e-2)
+    saved = json.loads(report.report_json.read_text())
+    assert saved["scored_region"] == "central 20 x 20 px of the whole-stack results"
+    assert Image.open(report.figure_png).size[0] == 4 * 20 + 3 * 4
+    with pytest.raises(EnhanceError, match="positive pixel count"):
+        evaluate(identity_checkpoint(), [pair], out_dir=tmp_path, score_crop_yx=0)
+
+
 def test_evaluate_refuses_empty_test_split(tmp_path: Path) -> None:
     with pytest.raises(EnhanceError, match="test split holds no pairs"):
         evaluate(identity_checkpoint(), [], out_dir=tmp_path)
