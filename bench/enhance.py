@@ -125,7 +125,10 @@ def test_split(report: Path) -> dict[str, Any]:
         ),
         "pairs": len(data["pairs"]),
         "scored_region": data.get("scored_region", "whole stacks"),
-        "coarse_stage_used": data["checkpoint"].get("coarse_stage") is not None,
+        # reports written before evaluate recorded the stage do not say
+        "coarse_stage_used": None
+        if "coarse_stage" not in data["checkpoint"]
+        else data["checkpoint"]["coarse_stage"] is not None,
         "rl_iterations": data["rl_iterations"],
         "rl_tuned_on_pair": data["rl_tuned_on_pair"],
         "mean": data["mean"],
@@ -328,10 +331,15 @@ def main() -> int:
     )
     args = parser.parse_args()
     unet_test = None if args.unet_report is None else test_split(args.unet_report)
-    if unet_test is not None and unet_test["coarse_stage_used"]:
+    if unet_test is not None and unet_test["coarse_stage_used"] is not False:
+        scored = (
+            "scored a coarse stage"
+            if unet_test["coarse_stage_used"]
+            else ("does not say whether it scored a coarse stage")
+        )
         parser.error(
-            f"--unet-report {args.unet_report} scored a coarse stage; make it "
-            "with `pairscope evaluate --without-coarse-stage`"
+            f"--unet-report {args.unet_report} {scored}; make it with "
+            "`pairscope evaluate --without-coarse-stage`"
         )
     import torch
 
