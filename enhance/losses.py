@@ -8,9 +8,10 @@ weighs errors in dim structure and background, where a confocal stack is
 mostly dark, far more than the squared error does; the evaluation scores SSIM
 against the whole confocal range, so the loss is told that range too.
 
-Measured on the demo database (same U-Net, seed and 22 minutes of CPU): "mse"
-reached SSIM 0.954 on 5 test pairs, "mse+ssim" only 0.937 (and 0.75 dB less
-PSNR), so "mse" is the default of ``pairscope train``. Fine-tuning the bundled
+Measured on the demo database (same U-Net, seed and 22 minutes of CPU; 5 test
+pairs scored crop first, see ``enhance/models/README.md``): "mse" reached SSIM
+0.954, "mse+ssim" only 0.937 (and 0.75 dB less PSNR), so "mse" is the default
+of ``pairscope train``. Fine-tuning the bundled
 model with ``SSIM_WEIGHT`` 0.05 did not help either (SSIM 0.964 -> 0.961): most
 of the remaining SSIM deficit is in the faint cell body's local mean, which the
 wide-field data do not determine at low lateral frequency (see
