@@ -330,12 +330,26 @@ def main() -> int:
         "voxels per stack)",
     )
     args = parser.parse_args()
+    from enhance.checkpoint import load_checkpoint
+
+    created = load_checkpoint(args.model).created_utc
+    for option, report in (
+        ("--report", args.report),
+        ("--unet-report", args.unet_report),
+    ):
+        if report is not None:
+            scored = json.loads(report.read_text())["checkpoint"]["created_utc"]
+            if scored != created:
+                parser.error(
+                    f"{option} {report} scored the model created {scored}, not "
+                    f"{args.model} (created {created}); evaluate this model"
+                )
     unet_test = None if args.unet_report is None else test_split(args.unet_report)
     if unet_test is not None and unet_test["coarse_stage_used"] is not False:
         scored = (
             "scored a coarse stage"
             if unet_test["coarse_stage_used"]
-            else ("does not say whether it scored a coarse stage")
+            else "does not say whether it scored a coarse stage"
         )
         parser.error(
             f"--unet-report {args.unet_report} {scored}; make it with "
