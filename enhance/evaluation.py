@@ -11,7 +11,7 @@ pair, since tuning on a test pair flatters the baseline).
 method still runs on the whole stack. Cropping the pairs before evaluating
 instead (``pairscope evaluate --crop-yx``, faster) cuts the cells at the
 crop's edges: both RL and the model then lack the light and the context from
-beyond the edge, which no real acquisition does.
+beyond the edge, which a field centred on its cell does not.
 
 Outputs in ``out_dir``: ``report.md`` (tables), ``report.json`` (everything,
 machine-readable) and ``comparison.png`` (one pair: XY slice at the middle
