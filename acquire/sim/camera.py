@@ -24,7 +24,7 @@ import weakref
 from abc import abstractmethod
 from collections import Counter, OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -33,13 +33,25 @@ from pymmcore_plus.experimental.unicore import SimpleCameraDevice
 
 from acquire.sim.detector import PMTDetector, SCMOSDetector
 from acquire.sim.faults import FaultInjector, register_fault_properties
+from acquire.sim.measured_psf import (
+    MeasuredPSF,
+    MeasuredPSFError,
+    check_measured_psf_file,
+    load_measured_psf,
+    parse_voxel_um,
+)
 from acquire.sim.mount import Mount, MountLimits, draw_mount
 from acquire.sim.objective import Objective, parse_objective_label
 from acquire.sim.occlusion import AlteredSpecimen, parse_decoy, parse_hidden
-from acquire.sim.psf import DZ_FINE_UM, Modality, OpticalSetup
+from acquire.sim.psf import DZ_FINE_UM, SAMPLE_MEDIUM_INDEX, Modality, OpticalSetup
 from acquire.sim.render import CameraGeometry, FieldRenderer
 from acquire.sim.specimen import Specimen, generate_specimen
 from acquire.sim.targets import EmitterSource
+from acquire.sim.volume_cells import (
+    VolumeRequest,
+    load_volume_cell,
+    parse_volume_property,
+)
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
@@ -85,6 +97,7 @@ class SpecimenCamera(SimpleCameraDevice):
         self._xy_error = np.zeros(2)
         self._z_error = 0.0
         self._register_common_properties()
+        self._register_optics_properties()
         self._register_detector_properties()
         self.faults = FaultInjector()
         register_fault_properties(self, self.faults, unit="Frame")
@@ -95,6 +108,15 @@ class SpecimenCamera(SimpleCameraDevice):
         add = self.register_property
         add("SpecimenSeed", default_value=0, limits=(0, 2**31 - 1))
         add("SpecimenCellCount", default_value=40, limits=(0, 400))
+        # real volumes as cells (acquire.sim.volume_cells); checked when set
+        self._volumes_text = ""
+        self._volume_requests: tuple[VolumeRequest, ...] = ()
+        add(
+            "SpecimenVolumes",
+            default_value="",
+            getter=SpecimenCamera._get_specimen_volumes,
+            setter=SpecimenCamera._set_specimen_volumes,
+        )
         add("MountSeed", default_value=self.DEFAULT_MOUNT_SEED, limits=(0, 2**31 - 1))
         add("NoiseSeed", default_value=0, limits=(0, 2**31 - 1))
         add("ObjectiveDevice", default_value="Objective")
@@ -139,6 +161,81 @@ class SpecimenCamera(SimpleCameraDevice):
             limits=(0.0, 1.0),
         )
 
+    def _register_optics_properties(self) -> None:
+        """Sample medium and measured PSF (see docs/configs.md)."""
+        add = self.register_property
+        add(
+            "SampleMedium",
+            default_value="matched",
+            allowed_values=list(SAMPLE_MEDIUM_INDEX),
+        )
+        # 0: take SampleMedium; otherwise the sample's refractive index itself
+        add("SampleRefractiveIndex", default_value=0.0, limits=(0.0, 2.0))
+        # the bead stack is checked when set; its voxel size may follow
+        self._psf_file = ""
+        self._psf_voxel = ""
+        add(
+            "MeasuredPsfFile",
+            default_value="",
+            getter=SpecimenCamera._get_psf_file,
+            setter=SpecimenCamera._set_psf_file,
+        )
+        add(
+            "MeasuredPsfVoxelUm",
+            default_value="",
+            getter=SpecimenCamera._get_psf_voxel,
+            setter=SpecimenCamera._set_psf_voxel,
+        )
+        add("MeasuredPsfSymmetrize", default_value="No", allowed_values=["No", "Yes"])
+
+    def _get_psf_file(self) -> str:
+        return self._psf_file
+
+    def _set_psf_file(self, value: str) -> None:
+        path = str(value).strip()
+        if path:
+            check_measured_psf_file(path)  # raises MeasuredPSFError
+        self._psf_file = path
+
+    def _get_psf_voxel(self) -> str:
+        return self._psf_voxel
+
+    def _set_psf_voxel(self, value: str) -> None:
+        parse_voxel_um(str(value))  # raises MeasuredPSFError
+        self._psf_voxel = str(value).strip()
+
+    def sample_index(self) -> float | None:
+        """Refractive index of the sample medium; None when index-matched."""
+        index = float(self._prop("SampleRefractiveIndex"))
+        if index > 0:
+            if index < 1.0:
+                raise ValueError(
+                    f"camera {self.get_label()!r}: SampleRefractiveIndex {index} is "
+                    "below 1; give the medium's index (water 1.333, mountant 1.46) "
+                    "or 0 to use SampleMedium"
+                )
+            return index
+        return SAMPLE_MEDIUM_INDEX[str(self._prop("SampleMedium"))]
+
+    def measured_psf(self) -> MeasuredPSF | None:
+        """The bead stack named by ``MeasuredPsfFile`` (None when it is empty)."""
+        if not self._psf_file:
+            return None
+        if self.sample_index() is not None:
+            raise MeasuredPSFError(
+                f"camera {self.get_label()!r} has both a sample medium "
+                f"({self._prop('SampleMedium')!r}, index {self.sample_index()}) and "
+                f"a measured PSF ({self._psf_file!r})",
+                "A measured PSF already holds its sample's aberration: set "
+                "SampleMedium to 'matched' and SampleRefractiveIndex to 0, or "
+                "MeasuredPsfFile to ''",
+            )
+        return load_measured_psf(
+            self._psf_file,
+            parse_voxel_um(self._psf_voxel, self._psf_file),
+            symmetrize=self._prop("MeasuredPsfSymmetrize") == "Yes",
+        )
+
     def _register_detector_properties(self) -> None:
         add = self.register_property
         add("QuantumEfficiency", default_value=0.7, limits=(0.01, 1.0))
@@ -148,6 +245,23 @@ class SpecimenCamera(SimpleCameraDevice):
 
     def _prop(self, name: str) -> Any:
         return self.get_property_value(name)
+
+    def _get_specimen_volumes(self) -> str:
+        return self._volumes_text
+
+    def _set_specimen_volumes(self, value: str) -> None:
+        """Parse ``SpecimenVolumes`` and load its volumes now.
+
+        A bad file or value fails where it is set: a config line fails when the
+        config loads, with the volume's message. Relative paths are relative to
+        the current working directory at the time the property is set; see
+        :func:`~acquire.sim.volume_cells.parse_volume_property`.
+        """
+        requests = parse_volume_property(str(value))
+        for request in requests:
+            load_volume_cell(request)  # cached: the specimen reuses the result
+        self._volumes_text = str(value)
+        self._volume_requests = requests
 
     # -- camera API -----------------------------------------------------------
 
@@ -251,6 +365,7 @@ class SpecimenCamera(SimpleCameraDevice):
         return generate_specimen(
             int(self._prop("SpecimenSeed")),
             n_cells=int(self._prop("SpecimenCellCount")),
+            volumes=self._volume_requests,
         )
 
     def pixel_size_um(self, objective: Objective) -> float:
@@ -265,6 +380,8 @@ class SpecimenCamera(SimpleCameraDevice):
             immersion_index=objective.immersion_index,
             emission_wavelength_um=float(self._prop("EmissionWavelengthNm")) / 1000.0,
             pixel_size_um=self.pixel_size_um(objective),
+            sample_index=self.sample_index(),
+            measured_psf=self.measured_psf(),
         )
 
     def geometry(self, objective: Objective) -> CameraGeometry:
@@ -419,13 +536,9 @@ class ConfocalCamera(SpecimenCamera):
 
     def optical_setup(self, objective: Objective) -> OpticalSetup:
         """Confocal optics: excitation laser, emission band and pinhole."""
-        base = super().optical_setup(objective)
-        return OpticalSetup(
+        return replace(
+            super().optical_setup(objective),
             modality="confocal",
-            numerical_aperture=base.numerical_aperture,
-            immersion_index=base.immersion_index,
-            emission_wavelength_um=base.emission_wavelength_um,
-            pixel_size_um=base.pixel_size_um,
             excitation_wavelength_um=float(self._prop("ExcitationWavelengthNm"))
             / 1000.0,
             pinhole_au=float(self._prop("PinholeAU")),

@@ -14,6 +14,19 @@ depend on focus). Confocal kernels are the excitation PSF times the detection
 PSF convolved with the pinhole, point-sampled at the scan positions and
 normalised by the in-focus excitation peak and the emitted flux, so their sum
 falls with defocus: optical sectioning.
+
+All of the above is the index-matched case (sample index = immersion index),
+where a kernel depends only on ``|dz|``. A sample of another refractive index
+(``OpticalSetup.sample_index``; water, glycerol, a mountant) or a measured bead
+stack (``OpticalSetup.measured_psf``) takes the depth-dependent path of
+:mod:`acquire.sim.depth_psf` instead; the tables here are untouched by it.
+
+psfmodels' axial coordinate is not the stage position: its ``zv`` is shifted by
+``pz * (1 - ni / ns)`` so that the *paraxial* focus of a source at ``pz`` lies at
+``zv = pz`` (the constant ``ci`` of Gibson-Lanni/Aguet's optical path
+difference). :func:`psfmodels_z` converts a nominal focus (stage units relative
+to focusing on the coverslip surface) to it; for index-matched optics the two
+coincide.
 """
 
 from __future__ import annotations
@@ -21,14 +34,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import psfmodels
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+
+from acquire.sim.measured_psf import MeasuredPSF
+from acquire.sim.objective import IMMERSION_INDEX
 
 Modality = Literal["widefield", "confocal"]
 
@@ -40,6 +56,22 @@ _MAX_KERNEL_PX = 511
 # a confocal kernel wider than this holds a negligible fraction of its flux
 _MAX_CONFOCAL_KERNEL_PX = 255
 _CACHE_VERSION = 4
+_INDEX_MATCH_TOLERANCE = 1e-6
+
+SAMPLE_MEDIUM_INDEX: dict[str, float | None] = {
+    "matched": None,
+    "water": IMMERSION_INDEX["water"],
+    "glycerol": IMMERSION_INDEX["glycerol"],
+    "mountant": 1.46,
+    "oil": IMMERSION_INDEX["oil"],
+}
+"""Refractive index of the sample media a camera's ``SampleMedium`` names.
+
+``"matched"`` (None) means whatever the objective is immersed in; ``"mountant"``
+is a hardening mountant (ProLong-like, about 1.46 cured). Water and glycerol
+use the objective table's values, so a water-immersion objective on a water
+sample is index-matched.
+"""
 
 
 @dataclass(frozen=True)
@@ -62,6 +94,12 @@ class OpticalSetup:
         Laser line; confocal only.
     pinhole_au : float
         Pinhole diameter in Airy units (1 AU = 1.22 lambda_em / NA); confocal only.
+    sample_index : float or None
+        Refractive index of the sample medium the emitters sit in. None (the
+        default) means index-matched to the immersion; a value equal to
+        ``immersion_index`` is stored as None, so both take the same path.
+    measured_psf : MeasuredPSF or None
+        A measured bead stack used instead of psfmodels' PSF.
 
     """
 
@@ -72,10 +110,25 @@ class OpticalSetup:
     pixel_size_um: float
     excitation_wavelength_um: float = 0.488
     pinhole_au: float = 1.0
+    sample_index: float | None = None
+    measured_psf: MeasuredPSF | None = None
 
     def __post_init__(self) -> None:
         if self.modality not in ("widefield", "confocal"):
             raise ValueError(f"unknown modality {self.modality!r}")
+        if self.sample_index is not None:
+            if not 1.0 <= self.sample_index <= 2.0:
+                raise ValueError(
+                    f"sample refractive index {self.sample_index} must lie in "
+                    "[1.0, 2.0] (water 1.333, glycerol 1.474, mountant about 1.46)"
+                )
+            if abs(self.sample_index - self.immersion_index) < _INDEX_MATCH_TOLERANCE:
+                object.__setattr__(self, "sample_index", None)
+        if self.sample_index is not None and self.measured_psf is not None:
+            raise ValueError(
+                "a measured PSF already holds its sample's aberration: use either a "
+                "sample medium other than 'matched' or a measured PSF file, not both"
+            )
         if not 0 < self.numerical_aperture < self.immersion_index:
             raise ValueError(
                 f"NA {self.numerical_aperture} must lie in (0, {self.immersion_index})"
@@ -84,6 +137,23 @@ class OpticalSetup:
             raise ValueError("pixel size and wavelength must be > 0")
         if self.pinhole_au <= 0:
             raise ValueError("pinhole must be > 0 Airy units")
+
+    @property
+    def index_matched(self) -> bool:
+        """True when the sample has the immersion's index (today's kernel tables)."""
+        return self.sample_index is None
+
+    @property
+    def model_setup(self) -> OpticalSetup:
+        """The setup less its measured PSF: psfmodels' description of the optics."""
+        if self.measured_psf is None:
+            return self
+        return replace(self, measured_psf=None)
+
+    @property
+    def sample_refractive_index(self) -> float:
+        """Index of the sample medium (the immersion's when index-matched)."""
+        return self.immersion_index if self.sample_index is None else self.sample_index
 
     @property
     def half_angle_tangent(self) -> float:
@@ -114,18 +184,46 @@ def _kernel_size_px(setup: OpticalSetup, dz_um: float) -> int:
     return largest
 
 
-def _psfmodels_params(setup: OpticalSetup, oversample: int) -> dict[str, float]:
+def _psfmodels_params(
+    setup: OpticalSetup, oversample: int, *, mode: int = 1
+) -> dict[str, float]:
     n = setup.immersion_index
     return {
         "NA": setup.numerical_aperture,
         "ni": n,
         "ni0": n,
-        "ns": n,
+        "ns": setup.sample_refractive_index,
         "ng": n,
         "ng0": n,
         "sf": oversample,
-        "mode": 1,
+        "mode": mode,
     }
+
+
+def psfmodels_z(
+    setup: OpticalSetup, nominal_focus_um: ArrayLike, depth_um: float
+) -> NDArray[np.float64]:
+    """The psfmodels ``zv`` of a nominal focus, for a source ``depth_um`` above glass.
+
+    Parameters
+    ----------
+    setup : OpticalSetup
+        Immersion and sample indices.
+    nominal_focus_um : array_like
+        Nominal focal-plane positions: how far the stage has moved the focus
+        from the coverslip surface (stage units).
+    depth_um : float
+        Height of the point source above the coverslip.
+
+    Returns
+    -------
+    ndarray
+        The ``zv`` values to pass to ``psfmodels.vectorial_psf`` with
+        ``pz = depth_um``.
+
+    """
+    ratio = setup.immersion_index / setup.sample_refractive_index
+    return np.asarray(nominal_focus_um, dtype=np.float64) + depth_um * (1.0 - ratio)
 
 
 def _pinhole_disc(size: int, radius_px: float) -> NDArray[np.float64]:
@@ -214,9 +312,27 @@ def _cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("pairscope"))
 
 
+def _setup_payload(setup: OpticalSetup) -> dict[str, object]:
+    """The setup's fields for a cache key: those of the index-matched model only.
+
+    The index-matched tables keep the keys they had before ``sample_index`` and
+    ``measured_psf`` existed (both are None there).
+    """
+    payload: dict[str, object] = {
+        f.name: getattr(setup, f.name)
+        for f in fields(setup)
+        if f.name not in ("sample_index", "measured_psf")
+    }
+    if setup.sample_index is not None:
+        payload["sample_index"] = setup.sample_index
+    if setup.measured_psf is not None:
+        payload["measured_psf"] = setup.measured_psf.digest
+    return payload
+
+
 def _cache_key(setup: OpticalSetup) -> str:
     payload = {
-        "setup": asdict(setup),
+        "setup": _setup_payload(setup),
         "table": defocus_table_um().tolist(),
         "psfmodels": getattr(psfmodels, "__version__", "?"),
         "version": _CACHE_VERSION,
@@ -246,7 +362,18 @@ def psf_kernels(
         One odd-sized, centred 2-D kernel (y, x) per defocus value, in
         detected fraction per pixel (see the module docstring).
 
+    Raises
+    ------
+    ValueError
+        If the setup is not index-matched or holds a measured PSF (those take
+        :func:`acquire.sim.depth_psf.depth_kernels`).
+
     """
+    if not setup.index_matched or setup.measured_psf is not None:
+        raise ValueError(
+            "psf_kernels tabulates index-matched psfmodels PSFs only; use "
+            "acquire.sim.depth_psf.depth_kernels for this setup"
+        )
     dz_values = defocus_table_um()
     path = _cache_dir() / f"psf-{_cache_key(setup)}.npz"
     if path.exists():

@@ -11,6 +11,16 @@ Pixel ``(row, col)`` looks at physical stage-frame offset
 ``pixel_size * A @ (col - cx, row - cy)`` from the optical axis, where ``A`` is
 the camera's rotation (counter-clockwise, degrees) applied after an optional
 left-right mirror.
+
+With a sample index other than the immersion's (or a measured PSF) the OTF of a
+layer depends on its depth above the glass, not only on its defocus: each
+layer's depth is its physical height minus the height of the coverslip surface
+*at the optical axis* (``Mount.surface_height_um``), and the nominal focus is the
+focal plane's height minus that same surface height. With a tilted mount the
+surface is taken flat across the field at its on-axis height: at the default
+0.3 degree limit and an 83 um field, depths off-axis are wrong by up to about
+0.2 um (a focal-position error of that order; the index-matched path does not
+depend on it).
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ import scipy.fft
 from numpy.typing import NDArray
 
 from acquire.sim.mount import Mount
-from acquire.sim.otf import DefocusOTF, OTFBlock
+from acquire.sim.otf import DefocusOTF, DepthOTF, LayerOptics, OTFBlock
 from acquire.sim.psf import DZ_FINE_UM, OpticalSetup
 from acquire.sim.targets import EmitterSource
 
@@ -77,6 +87,8 @@ class _Field:
 
     layer_spectra: NDArray[np.complex64]  # (K, Hp, Wp//2+1), occupied layers only
     layers: NDArray[np.int64]  # their indices on the absolute LAYER_UM grid
+    glass_z_um: float = 0.0  # coverslip surface on the optical axis (physical z)
+    optics: LayerOptics | None = None  # per layer; depth-dependent optics only
 
 
 class FieldRenderer:
@@ -114,7 +126,11 @@ class FieldRenderer:
             scipy.fft.next_fast_len(rows + 2 * margin, real=True),
             scipy.fft.next_fast_len(cols + 2 * margin, real=True),
         )
-        self.otf = DefocusOTF(setup, self.grid_shape)
+        self.otf: DefocusOTF | DepthOTF
+        if setup.index_matched and setup.measured_psf is None:
+            self.otf = DefocusOTF(setup, self.grid_shape)
+        else:
+            self.otf = DepthOTF(setup, self.grid_shape)
         # the fields of the last few XY positions: revisits (time-lapse, or the
         # second pass of a benchmark) skip the ~100 ms of splatting and FFTs
         self._fields: OrderedDict[tuple[float, float], _Field] = OrderedDict()
@@ -166,9 +182,10 @@ class FieldRenderer:
         )
         pixel, layer = pixel[inside], layer[inside]
         weights = emitters.photons_per_ms[inside].astype(np.float64)
+        glass_z = float(self.mount.surface_height_um(axis_xy_um))
         if weights.size == 0:
             empty = np.zeros((0, grid_rows, grid_cols // 2 + 1), np.complex64)
-            return _Field(empty, np.zeros(0, np.int64))
+            return _Field(empty, np.zeros(0, np.int64), glass_z)
 
         first_layer = int(np.floor(layer.min()))
         n_layers = int(np.floor(layer.max())) - first_layer + 2
@@ -183,7 +200,11 @@ class FieldRenderer:
         if occupied.size < n_layers:
             volume = volume[occupied]
         spectra = scipy.fft.rfft2(volume, workers=_FFT_WORKERS)
-        return _Field(spectra, first_layer + occupied)
+        layers = first_layer + occupied
+        optics = None
+        if isinstance(self.otf, DepthOTF):
+            optics = self.otf.layer_optics(layers * LAYER_UM - glass_z)
+        return _Field(spectra, layers, glass_z, optics)
 
     # -- rendering ----------------------------------------------------------
 
@@ -213,6 +234,8 @@ class FieldRenderer:
                 self._fields.popitem(last=False)
             self._field_key = key
             self._planes.clear()
+            if isinstance(self.otf, DepthOTF) and field.optics is not None:
+                self.otf.retain(field.optics.bins)
         field = self._fields[key]
         focus_index = round(focus_z_um / DZ_FINE_UM)
         plane = self._planes.get(focus_index)
@@ -229,14 +252,19 @@ class FieldRenderer:
         grid_rows, grid_cols = self.grid_shape
         spectrum = np.zeros((grid_rows, grid_cols // 2 + 1), np.complex64)
         scratch = np.empty_like(spectrum)
-        steps_per_layer = round(LAYER_UM / DZ_FINE_UM)
-        for layer_number, layer in zip(field.layers, field.layer_spectra, strict=True):
-            layer_index = int(layer_number) * steps_per_layer
-            for weight, block in self.otf.terms(
-                (focus_index - layer_index) * DZ_FINE_UM
+        if isinstance(self.otf, DepthOTF):
+            self._add_depth_layers(spectrum, scratch, field, focus_index, self.otf)
+        else:
+            steps_per_layer = round(LAYER_UM / DZ_FINE_UM)
+            for layer_number, layer in zip(
+                field.layers, field.layer_spectra, strict=True
             ):
-                if not block.is_empty:
-                    _accumulate(spectrum, scratch, layer, block, weight)
+                layer_index = int(layer_number) * steps_per_layer
+                for weight, block in self.otf.terms(
+                    (focus_index - layer_index) * DZ_FINE_UM
+                ):
+                    if not block.is_empty:
+                        _accumulate(spectrum, scratch, layer, block, weight)
         image = scipy.fft.irfft2(spectrum, s=self.grid_shape, workers=_FFT_WORKERS)
         row0, col0 = self.grid_to_frame_offset()
         rows, cols = self.geometry.shape
@@ -244,6 +272,29 @@ class FieldRenderer:
         # ringing of the band-limited sum can dip a hair below zero
         rate: NDArray[np.float32] = np.maximum(frame, 0.0).astype(np.float32)
         return rate
+
+    @staticmethod
+    def _add_depth_layers(
+        spectrum: NDArray[np.complex64],
+        scratch: NDArray[np.complex64],
+        field: _Field,
+        focus_index: int,
+        otf: DepthOTF,
+    ) -> None:
+        """Sum the layers through depth-dependent OTFs at one focal plane."""
+        optics = field.optics
+        if optics is None:
+            return
+        nominal_focus = focus_index * DZ_FINE_UM - field.glass_z_um
+        for layer, bin_index, focus, brightness in zip(
+            field.layer_spectra, optics.bins, optics.focus_um, optics.weight,
+            strict=True,
+        ):  # fmt: skip
+            for weight, block in otf.terms(
+                int(bin_index), nominal_focus - float(focus), float(brightness)
+            ):
+                if not block.is_empty:
+                    _accumulate(spectrum, scratch, layer, block, weight)
 
 
 def _accumulate(

@@ -11,7 +11,10 @@ The specimen holds, all fluorescing in one channel:
 * adherent fixed cells: a dome of dim cytoplasm, a textured nucleus, curved
   actin stress fibres (ventral, dorsal and perinuclear cap fibres) and focal
   adhesions at the anchored fibre ends;
-* sparse 100 nm beads adsorbed on the glass.
+* sparse 100 nm beads adsorbed on the glass;
+* optionally, real measured 3D volumes placed as "volume cells" beside the
+  procedural cells (:mod:`acquire.sim.volume_cells`; ``volumes=`` of
+  :func:`generate_specimen`).
 
 For rendering, everything is discretised into weighted point emitters (float32),
 ordered by a spatial index so that :meth:`Specimen.emitters_in_box` returns
@@ -66,6 +69,15 @@ from acquire.sim.fiducial_marks import (
     mark_lattice_xy,
     nominal_mark_positions,
 )
+from acquire.sim.volume_cells import (
+    VOLUME_PEAK_PHOTONS_PER_MS_PER_UM3,
+    VolumeCellTruth,
+    VolumeRequest,
+    VolumeSpecimenError,
+    add_volume_cell,
+    file_stamp,
+    load_volume_cell,
+)
 from correlate.marks import Holder, MarkSpec
 
 __all__ = [
@@ -86,6 +98,9 @@ __all__ = [
     "NucleolusTruth",
     "NucleusTruth",
     "Specimen",
+    "VolumeCellTruth",
+    "VolumeRequest",
+    "VolumeSpecimenError",
     "build_specimen",
     "generate_specimen",
 ]
@@ -118,6 +133,9 @@ _MAX_BEAD_DENSITY_PER_MM2 = 10_000.0
 _MAX_PLACEMENT_ATTEMPTS = 5000
 
 _CACHE_SIZE = 4
+#: Spawn key of the volume cells' layout stream: ``root.spawn`` gives the
+#: marks, layout, beads and cells streams keys 0-3, so volumes never shift them.
+_VOLUME_STREAM_KEY = 4
 
 
 # --------------------------------------------------------------------------
@@ -160,8 +178,13 @@ def _place_cells(
     marks: Sequence[FiducialMark],
     width_um: float,
     height_um: float,
+    occupied: tuple[FloatArray, FloatArray] | None = None,
+    kind: str = "cell",
 ) -> list[tuple[float, float]]:
     """Dart-throw non-overlapping cell centres clear of the border and the marks.
+
+    ``occupied`` holds centres (K, 2) and radii (K,) of cells placed before,
+    which the new cells keep clear of like of each other.
 
     Raises
     ------
@@ -171,8 +194,9 @@ def _place_cells(
     """
     mark_xy = np.array([m.centre_um for m in marks])
     mark_r = np.array([m.radius_um for m in marks])
-    placed = np.empty((0, 2))
-    placed_r = np.empty(0)
+    placed = np.empty((0, 2)) if occupied is None else np.asarray(occupied[0])
+    placed_r = np.empty(0) if occupied is None else np.asarray(occupied[1])
+    n_before = placed_r.size
 
     def is_free(c: FloatArray, r: float) -> bool:
         if np.any(np.hypot(*(mark_xy - c).T) < MARK_CLEARANCE_UM + mark_r + r):
@@ -192,13 +216,13 @@ def _place_cells(
                     break
         if centre is None:
             raise ValueError(
-                f"could not place cell {i} of {len(radii_um)} in a "
+                f"could not place {kind} {i} of {len(radii_um)} in a "
                 f"{width_um:g} x {height_um:g} um region; "
                 "use fewer cells or a larger region"
             )
         placed = np.vstack((placed, centre))
         placed_r = np.append(placed_r, r)
-    return [(float(x), float(y)) for x, y in placed]
+    return [(float(x), float(y)) for x, y in placed[n_before:]]
 
 
 def _place_beads(
@@ -262,9 +286,15 @@ class Specimen:
     fiducials : tuple of FiducialMark
         The fiducial marks.
     cells : tuple of CellTruth
-        Ground truth of every cell.
+        Ground truth of every procedural cell.
     beads_xyz_um : ndarray of float64, shape (M, 3)
         Bead centres.
+    volumes : tuple of VolumeRequest
+        The real volumes asked for (absolute paths).
+    volume_cells : tuple of VolumeCellTruth
+        Ground truth of each volume placed as a cell (the ``volumes`` in
+        order); both kinds of cell have ``identity`` and ``centre_um``, see
+        :attr:`all_cells`.
 
     """
 
@@ -276,6 +306,17 @@ class Specimen:
     cells: tuple[CellTruth, ...]
     beads_xyz_um: FloatArray
     _index: EmitterIndex = field(repr=False)
+    volumes: tuple[VolumeRequest, ...] = ()
+    volume_cells: tuple[VolumeCellTruth, ...] = ()
+
+    @property
+    def all_cells(self) -> tuple[CellTruth | VolumeCellTruth, ...]:
+        """Procedural cells, then volume cells: ``all_cells[i].centre_um``."""
+        return (*self.cells, *self.volume_cells)
+
+    def cell_centres_um(self) -> list[tuple[float, float]]:
+        """Sample (x, y) of every cell, in :attr:`all_cells` order."""
+        return [cell.centre_um for cell in self.all_cells]
 
     @property
     def n_emitters(self) -> int:
@@ -291,9 +332,10 @@ class Specimen:
     def sources(self) -> tuple[str, ...]:
         """Names of the emitter groups, e.g. ``"cells/C03/fibre07"``.
 
-        Groups: ``fiducials/<identity>``, ``beads``, and per cell
+        Groups: ``fiducials/<identity>``, ``beads``, per cell
         ``cells/<identity>/cytoplasm``, ``.../nucleus``, ``.../fibreNN`` and
-        ``.../adhesionNN`` (numbered as in :class:`CellTruth`).
+        ``.../adhesionNN`` (numbered as in :class:`CellTruth`), and per volume
+        cell ``volume_cells/<identity>``.
         """
         return self._index.sources
 
@@ -396,8 +438,8 @@ class Specimen:
         dict
             ``seed``, ``parameters`` (the generation arguments), ``coordinates``
             (frame description), ``brightness`` (emitter densities),
-            ``fiducials`` (with areas and radii), ``cells``, ``beads`` and
-            emitter totals.
+            ``fiducials`` (with areas and radii), ``cells``, ``beads``,
+            ``volume_cells`` and emitter totals.
 
         """
         fiducials = [
@@ -412,6 +454,7 @@ class Specimen:
                 "height_um": self.height_um,
                 "n_fiducials": len(self.fiducials),
                 "bead_density_per_mm2": self.bead_density_per_mm2,
+                "volumes": [v.as_dict() for v in self.volumes],
             },
             "coordinates": {
                 "frame": "sample",
@@ -427,9 +470,11 @@ class Specimen:
                 "fibre_per_um": FIBRE_PHOTONS_PER_MS_PER_UM,
                 "adhesion": ADHESION_PHOTONS_PER_MS,
                 "bead": BEAD_PHOTONS_PER_MS,
+                "volume_peak_per_um3": VOLUME_PEAK_PHOTONS_PER_MS_PER_UM3,
             },
             "fiducials": fiducials,
             "cells": [asdict(c) for c in self.cells],
+            "volume_cells": [asdict(v) for v in self.volume_cells],
             "beads": {
                 "diameter_um": BEAD_DIAMETER_UM,
                 "photons_per_ms": BEAD_PHOTONS_PER_MS,
@@ -492,6 +537,17 @@ def _validate(
         )
 
 
+def _volume_requests(volumes: Sequence[VolumeRequest]) -> tuple[VolumeRequest, ...]:
+    """The requests as a tuple with absolute paths (relative to the cwd now)."""
+    if isinstance(volumes, (str, VolumeRequest)) or not all(
+        isinstance(v, VolumeRequest) for v in volumes
+    ):
+        raise ValueError(
+            f"volumes must be a sequence of VolumeRequest, got {volumes!r}"
+        )
+    return tuple(v.resolved() for v in volumes)
+
+
 def build_specimen(
     seed: int = 0,
     *,
@@ -500,6 +556,7 @@ def build_specimen(
     height_um: float = 3000.0,
     n_fiducials: int = 4,
     bead_density_per_mm2: float = 150.0,
+    volumes: Sequence[VolumeRequest] = (),
 ) -> Specimen:
     """Generate a specimen without caching; see :func:`generate_specimen`.
 
@@ -516,6 +573,10 @@ def build_specimen(
         Number of fiducial marks, 4..8.
     bead_density_per_mm2 : float
         Mean number of beads per square millimetre.
+    volumes : sequence of VolumeRequest
+        Real volumes to add as volume cells, beside the procedural cells
+        (placed by their own random stream: the marks, cells and beads do not
+        change).
 
     Returns
     -------
@@ -526,9 +587,13 @@ def build_specimen(
     ------
     ValueError
         If an argument is out of range or the cells do not fit.
+    VolumeSpecimenError
+        A volume that cannot be read or converted (a ``ValueError`` too).
 
     """
     _validate(seed, n_cells, width_um, height_um, n_fiducials, bead_density_per_mm2)
+    requests = _volume_requests(volumes)
+    volume_cells = [load_volume_cell(r) for r in requests]
     root = np.random.SeedSequence(int(seed))
     mark_seq, layout_seq, bead_seq, cells_seq = root.spawn(4)
     fiducials = _make_fiducials(
@@ -550,6 +615,21 @@ def build_specimen(
         width_um,
         height_um,
     )
+    volume_centres = []
+    if volume_cells:
+        volume_seq = np.random.SeedSequence(int(seed), spawn_key=(_VOLUME_STREAM_KEY,))
+        volume_centres = _place_cells(
+            np.random.default_rng(volume_seq),
+            [v.radius_um for v in volume_cells],
+            fiducials,
+            width_um,
+            height_um,
+            occupied=(
+                np.array(centres, dtype=np.float64).reshape(-1, 2),
+                np.array([s.max_radius_um for s in shapes], dtype=np.float64),
+            ),
+            kind="volume cell",
+        )
 
     groups = EmitterGroups()
     for mark in fiducials:
@@ -559,6 +639,12 @@ def build_specimen(
         build_cell(i, centre, shape, rng, groups)
         for i, (centre, shape, rng) in enumerate(
             zip(centres, shapes, cell_rngs, strict=True)
+        )
+    )
+    volume_truths = tuple(
+        add_volume_cell(cell, i, centre, groups)
+        for i, (cell, centre) in enumerate(
+            zip(volume_cells, volume_centres, strict=True)
         )
     )
     beads.setflags(write=False)
@@ -571,12 +657,37 @@ def build_specimen(
         cells=cells,
         beads_xyz_um=beads,
         _index=EmitterIndex(groups, -height_um / 2, height_um),
+        volumes=requests,
+        volume_cells=volume_truths,
     )
 
 
-# generate_specimen always calls it the same way, with normalised arguments, so
-# equal requests share one cache entry.
-_cached_build_specimen = functools.lru_cache(maxsize=_CACHE_SIZE)(build_specimen)
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _cached_build_specimen(
+    seed: int,
+    n_cells: int,
+    width_um: float,
+    height_um: float,
+    n_fiducials: int,
+    bead_density_per_mm2: float,
+    volumes: tuple[VolumeRequest, ...],
+    stamps: tuple[tuple[int, ...], ...],
+) -> Specimen:
+    """build_specimen keyed on normalised arguments and the volume files' stamps.
+
+    generate_specimen always calls it the same way, so equal requests share one
+    cache entry; a volume file rewritten on disk gives a new entry.
+    """
+    del stamps  # cache key only
+    return build_specimen(
+        seed,
+        n_cells=n_cells,
+        width_um=width_um,
+        height_um=height_um,
+        n_fiducials=n_fiducials,
+        bead_density_per_mm2=bead_density_per_mm2,
+        volumes=volumes,
+    )
 
 
 def generate_specimen(
@@ -587,6 +698,7 @@ def generate_specimen(
     height_um: float = 3000.0,
     n_fiducials: int = 4,
     bead_density_per_mm2: float = 150.0,
+    volumes: Sequence[VolumeRequest] = (),
 ) -> Specimen:
     """Generate (or fetch from a small cache) the simulated specimen.
 
@@ -605,6 +717,11 @@ def generate_specimen(
         Number of fiducial marks, 4..8: corners first, then edge midpoints.
     bead_density_per_mm2 : float
         Mean number of 100 nm beads per square millimetre of glass.
+    volumes : sequence of VolumeRequest
+        Real 3D volumes placed as volume cells beside the procedural cells
+        (see :mod:`acquire.sim.volume_cells`); relative paths are relative to
+        the current working directory. Their centres are
+        ``specimen.volume_cells[i].centre_um`` (or ``specimen.all_cells``).
 
     Returns
     -------
@@ -615,14 +732,19 @@ def generate_specimen(
     ------
     ValueError
         If an argument is out of range or the cells do not fit.
+    VolumeSpecimenError
+        A volume that cannot be read or converted (a ``ValueError`` too).
 
     """
     _validate(seed, n_cells, width_um, height_um, n_fiducials, bead_density_per_mm2)
+    requests = _volume_requests(volumes)
     return _cached_build_specimen(
         int(seed),
-        n_cells=int(n_cells),
-        width_um=float(width_um),
-        height_um=float(height_um),
-        n_fiducials=int(n_fiducials),
-        bead_density_per_mm2=float(bead_density_per_mm2),
+        int(n_cells),
+        float(width_um),
+        float(height_um),
+        int(n_fiducials),
+        float(bead_density_per_mm2),
+        requests,
+        tuple(file_stamp(r.path) for r in requests),
     )
