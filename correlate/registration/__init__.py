@@ -30,7 +30,12 @@ it with a reason.
 from correlate.registration.errors import RegistrationError
 from correlate.registration.preprocess import BandPass
 from correlate.registration.quality import QualityGate, RegistrationQuality
-from correlate.registration.register import PairRegistration, register_pair
+from correlate.registration.register import (
+    AlignmentAssessment,
+    PairRegistration,
+    assess_alignment,
+    register_pair,
+)
 from correlate.registration.transform import (
     PairTransform,
     TransformDifference,
@@ -39,6 +44,7 @@ from correlate.registration.transform import (
 )
 
 __all__ = [
+    "AlignmentAssessment",
     "BandPass",
     "PairRegistration",
     "PairTransform",
@@ -46,6 +52,7 @@ __all__ = [
     "RegistrationError",
     "RegistrationQuality",
     "TransformDifference",
+    "assess_alignment",
     "register_pair",
     "rotation_matrix",
     "transform_difference",

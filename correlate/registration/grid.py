@@ -159,7 +159,8 @@ def resample_widefield(
     lateral_mask = _bin_mask(_inside(plane_map, full, (ny_w, nx_w)), b)
 
     planes = range(nz_c)[z_slice or slice(None)]
-    kz = (centred_axis(nz_c, dz_c)[list(planes)] + transform.translation_um[0]) / dz_w
+    z_c = centred_axis(nz_c, dz_c)[list(planes)]
+    kz = (transform.axial_scale * z_c + transform.translation_um[0]) / dz_w
     kz = kz + (nz_w - 1) / 2
     z_inside = (kz >= -1e-6) & (kz <= nz_w - 1 + 1e-6)
     k0 = np.clip(np.floor(kz).astype(np.int64), 0, max(nz_w - 2, 0))

@@ -11,6 +11,7 @@ samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.fft
@@ -32,12 +33,21 @@ class Peak:
         of the band-passed volumes).
     sharpness : float
         Peak over the largest correlation outside its neighbourhood.
+    curvature_px : ndarray
+        (ndim, ndim) minus the Hessian of the correlation at the peak over the
+        peak value, per squared voxel: how sharply the peak falls along each
+        direction (an elongated peak, e.g. of a fibre, is flat along it).
+    at_window_edge : bool
+        Whether the peak lies on the edge of the search window (the true
+        shift may be beyond it).
 
     """
 
     shift_px: NDArray[np.float64]
     score: float
     sharpness: float
+    curvature_px: NDArray[np.float64]
+    at_window_edge: bool = False
 
 
 def _rfft_weights(n_last: int, n_half: int) -> NDArray[np.float64]:
@@ -139,6 +149,88 @@ def _parabola_vertex(
     return vertex
 
 
+def _curvature(
+    values: NDArray[np.float64], index: tuple[int, ...], step_px: float
+) -> NDArray[np.float64]:
+    """Minus the Hessian of sampled values at ``index`` over their value there.
+
+    Central differences on the sampling grid; an axis where ``index`` lies on
+    the grid's edge gets a one-sided estimate (the next sample inwards).
+    """
+    ndim = values.ndim
+    centre = float(values[index])
+    hessian = np.zeros((ndim, ndim))
+
+    def at(offsets: dict[int, int]) -> float:
+        point = list(index)
+        for axis, offset in offsets.items():
+            point[axis] = min(max(point[axis] + offset, 0), values.shape[axis] - 1)
+        return float(values[tuple(point)])
+
+    for a in range(ndim):
+        inner = 1 if index[a] < values.shape[a] - 1 else -1
+        if 0 < index[a] < values.shape[a] - 1:
+            hessian[a, a] = at({a: 1}) - 2 * centre + at({a: -1})
+        else:  # one side only: a curvature of at least the fall to the next sample
+            hessian[a, a] = 2 * (at({a: inner}) - centre)
+        for b in range(a + 1, ndim):
+            mixed = (
+                at({a: 1, b: 1})
+                - at({a: 1, b: -1})
+                - at({a: -1, b: 1})
+                + at({a: -1, b: -1})
+            ) / 4
+            hessian[a, b] = hessian[b, a] = mixed
+    if centre <= 0:
+        return np.zeros((ndim, ndim))
+    curvature: NDArray[np.float64] = -hessian / (centre * step_px**2)
+    return curvature
+
+
+MIN_SHARED = 0.7
+"""Least relative shared energy `OverlapNorm` divides by."""
+
+
+class OverlapNorm:
+    """How much energy two stacks share at each axial lag (zero-padded in z).
+
+    ``norm(s) = sqrt(sum_p e_f(p + s) * sum_p e_m(p))`` over the planes ``p``
+    where both ``p`` and ``p + s`` lie in the stacks, with ``e`` the energy of
+    each plane; linear between integer lags, 1 where the stacks share none.
+
+    Parameters
+    ----------
+    fixed_energy, moving_energy : ndarray
+        (nz,) energy of each plane of the fixed and the moving volume.
+
+    """
+
+    def __init__(
+        self, fixed_energy: NDArray[np.float64], moving_energy: NDArray[np.float64]
+    ) -> None:
+        nz = len(fixed_energy)
+        lags = np.arange(-(nz - 1), nz)
+        fixed_cum = np.concatenate([[0.0], np.cumsum(fixed_energy)])
+        moving_cum = np.concatenate([[0.0], np.cumsum(moving_energy)])
+        start = np.maximum(0, -lags)  # p from here ...
+        stop = np.minimum(nz, nz - lags)  # ... to here (exclusive)
+        fixed = fixed_cum[stop + lags] - fixed_cum[start + lags]
+        moving = moving_cum[stop] - moving_cum[start]
+        norm = np.sqrt(np.maximum(fixed * moving, 0.0))
+        reference = float(norm[nz - 1]) if norm[nz - 1] > 0 else 1.0
+        self._lags = lags.astype(np.float64)
+        # a lag where the stacks share little energy would divide noise by
+        # next to nothing: the correction stops at MIN_SHARED of it
+        self._norm = np.maximum(norm / reference, MIN_SHARED)
+
+    def __call__(self, lags_px: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+        """The relative shared energy at (fractional) lags, in planes."""
+        values: NDArray[np.float64] = np.interp(
+            lags_px, self._lags, self._norm, left=MIN_SHARED, right=MIN_SHARED
+        )
+        return values
+
+
 def correlation_peak(
     fixed_spectrum: NDArray[np.complex64],
     moving_spectrum: NDArray[np.complex64],
@@ -146,6 +238,7 @@ def correlation_peak(
     *,
     max_shift_px: tuple[float, ...],
     upsample: int = 4,
+    overlap: OverlapNorm | None = None,
 ) -> Peak:
     """Sub-voxel peak of the cross-correlation of two band-passed volumes.
 
@@ -159,6 +252,11 @@ def correlation_peak(
         Search window half-width per axis, voxels.
     upsample : int
         Upsampling of the refinement grid (1 for a parabola on the voxel grid).
+    overlap : OverlapNorm, optional
+        Divide the correlation at each axial lag by the energy the two volumes
+        share there (see `OverlapNorm`): two zero-padded stacks overlap over
+        fewer planes the further one is shifted, which pulls a broad axial
+        peak towards zero shift.
 
     Returns
     -------
@@ -168,6 +266,9 @@ def correlation_peak(
     """
     cross_power = fixed_spectrum * np.conj(moving_spectrum)
     correlation = scipy.fft.irfftn(cross_power, s=shape, workers=FFT_WORKERS)
+    if overlap is not None:
+        lags = np.fft.fftfreq(shape[0]) * shape[0]
+        correlation = correlation / overlap(lags).reshape(-1, *([1] * (len(shape) - 1)))
     window = np.zeros(shape, dtype=bool)
     inside = tuple(
         np.abs(np.fft.fftfreq(n) * n) <= limit
@@ -177,6 +278,10 @@ def correlation_peak(
     searched = np.where(window, correlation, -np.inf)
     flat = int(np.argmax(searched))
     index = np.unravel_index(flat, shape)
+    at_edge = any(
+        abs(i if i <= n // 2 else i - n) >= np.floor(limit)
+        for i, n, limit in zip(index, shape, max_shift_px, strict=True)
+    )
     integer = np.array(
         [i if i <= n // 2 else i - n for i, n in zip(index, shape, strict=True)],
         dtype=np.float64,
@@ -199,15 +304,25 @@ def correlation_peak(
         values, axes = local_correlation(
             cross_power, shape, integer, upsample=upsample, half_width_px=0.75
         )
+        if overlap is not None:
+            values = values / overlap(axes[0]).reshape(-1, *([1] * (len(shape) - 1)))
         best = np.unravel_index(int(np.argmax(values)), values.shape)
         vertex = _parabola_vertex(values, tuple(int(i) for i in best))
         shift = np.array(
             [axes[a][best[a]] + vertex[a] / upsample for a in range(len(shape))]
         )
+        curvature = _curvature(values, tuple(int(i) for i in best), 1.0 / upsample)
     else:
         around = np.ix_(
             *(np.arange(i - 1, i + 2) % n for i, n in zip(index, shape, strict=True))
         )
         vertex = _parabola_vertex(correlation[around], (1,) * len(shape))
         shift = integer + np.array(vertex)
-    return Peak(shift_px=shift, score=float(score), sharpness=float(sharpness))
+        curvature = _curvature(correlation[around], (1,) * len(shape), 1.0)
+    return Peak(
+        shift_px=shift,
+        score=float(score),
+        sharpness=float(sharpness),
+        curvature_px=curvature,
+        at_window_edge=bool(at_edge),
+    )
