@@ -3,6 +3,13 @@
 The acquisition controller must never call anything here: on a real microscope
 the mount and the specimen are unknown. Tests and benchmarks use these helpers
 to check what the controller measured against what is really there.
+
+Heights and focus: a sample point at height ``h`` above the glass is in focus
+when the nominal focal plane is ``F(h)`` above the glass, where ``F`` is the
+focal shift of the camera's optics (:func:`acquire.sim.focal_shift.focal_shift`:
+the identity when the sample is index-matched, about 1.2-1.6 x the height for
+water under oil). The glass is the coverslip surface at the optical axis, as
+in the renderer.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from acquire.sim.camera import SpecimenCamera
+from acquire.sim.focal_shift import FocalShift, focal_shift
 from acquire.sim.mount import Mount
+from acquire.sim.objective import Objective
 from acquire.sim.psf import DZ_FINE_UM
 from acquire.sim.specimen import Specimen
 
@@ -65,16 +74,58 @@ def specimen_of(core: CMMCorePlus) -> Specimen:
     return simulated_camera(core).specimen()
 
 
-def stage_position_of(core: CMMCorePlus, xyh_um: ArrayLike) -> NDArray[np.float64]:
-    """Stage (X, Y, Z) that centres and focuses sample point(s) ``(x, y, h)``."""
-    return mount_of(core).sample_to_stage(xyh_um)
+def focal_shift_of(core: CMMCorePlus, objective: Objective | None = None) -> FocalShift:
+    """Focal shift ``F`` of the scope's optics (camera, sample medium, objective).
+
+    Parameters
+    ----------
+    core : CMMCorePlus
+        A UniMMCore with a simulated camera loaded.
+    objective : Objective, optional
+        Defaults to the objective in the light path now.
+
+    Returns
+    -------
+    FocalShift
+        ``nominal_focus_um(h)`` (F) and ``depth_um(nominal)`` (its inverse);
+        ``identity`` when the sample is index-matched.
+
+    """
+    camera = simulated_camera(core)
+    if objective is None:
+        objective = camera.read_scope_state().objective
+    return focal_shift(camera.optical_setup(objective))
+
+
+def stage_position_of(
+    core: CMMCorePlus, xyh_um: ArrayLike, *, objective: Objective | None = None
+) -> NDArray[np.float64]:
+    """Stage (X, Y, Z) that centres and focuses sample point(s) ``(x, y, h)``.
+
+    The focus is the nominal one at which the point is in best focus: glass
+    plus ``F(h)`` (see the module notes), for the objective in the light path
+    unless ``objective`` is given.
+    """
+    mount = mount_of(core)
+    shift = focal_shift_of(core, objective)
+    if shift.identity:
+        return mount.sample_to_stage(xyh_um)
+    sample = np.asarray(xyh_um, dtype=np.float64)
+    physical = mount.sample_to_physical(sample)
+    glass = mount.surface_height_um(physical[..., :2])
+    physical[..., 2] = glass + shift.nominal_focus_um(sample[..., 2])
+    return mount.physical_to_stage(physical)
 
 
 def stage_position_of_cell(
     core: CMMCorePlus, cell_index: int, *, height_um: float = 2.0
 ) -> tuple[float, float, float]:
-    """Stage position of a cell's centre, focused ``height_um`` above the glass."""
-    cells = specimen_of(core).cells
+    """Stage position of a cell's centre, focused ``height_um`` above the glass.
+
+    ``cell_index`` counts the procedural cells and then the volume cells
+    (``Specimen.all_cells``); the focus is glass plus ``F(height_um)``.
+    """
+    cells = specimen_of(core).all_cells
     if not 0 <= cell_index < len(cells):
         raise IndexError(
             f"cell {cell_index} does not exist (specimen has {len(cells)})"
