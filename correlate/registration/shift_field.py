@@ -34,13 +34,25 @@ _CHI2_MEDIAN = {1: 0.455, 2: 1.386, 3: 2.366}
 MIN_AXIAL_LEVER_UM = 1.0
 """Least spread of signal heights (2 standard deviations) over which an axial
 scale change is measured."""
+MIN_SCALE_AGREEMENT = 0.75
+"""Least fraction of usable lateral tiles that must agree for a lateral scale
+change to be applied."""
 MIN_SCALE_PLACES = 8
 """Fewest tile places a lateral scale change is measured from."""
 AXIAL_SYSTEMATIC_UM = 0.02
 """Systematic error allowed in one tile's axial shift (um): what was left at
 the true transform after the blur matching, on pairs from our simulator and
 from the independent renderer (0.00-0.035 um)."""
-N_PARAMETERS = 6
+PARAMETER_NAMES = (
+    "lateral_scale",
+    "rotation",
+    "shift_y",
+    "shift_x",
+    "axial_scale",
+    "shift_z",
+)
+"""What `ShiftField.parameters` hold, in order: ``(a, c, b_y, b_x, g, b_z)``."""
+N_PARAMETERS = len(PARAMETER_NAMES)
 _A, _C, _BY, _BX, _G, _BZ = range(N_PARAMETERS)
 
 
@@ -52,6 +64,9 @@ class ShiftField:
     ----------
     parameters : ndarray
         (6,) ``(a, c, b_y, b_x, g, b_z)`` (um and um/um).
+    free_parameters : ndarray
+        (6,) the same with every term free (a scale change too small to apply
+        is still measured there): what the tiles say is left.
     covariance : ndarray
         (6, 6) covariance of ``parameters``, from the free fit (the scale
         terms' uncertainty is kept even when they are held at 0).
@@ -89,6 +104,7 @@ class ShiftField:
     """
 
     parameters: NDArray[np.float64]
+    free_parameters: NDArray[np.float64]
     covariance: NDArray[np.float64]
     usable: NDArray[np.bool_]
     inliers: NDArray[np.bool_]
@@ -126,12 +142,17 @@ class ShiftField:
         p = self.parameters
         return np.array([p[_BZ] - p[_G] * self.axial_pivot_um, p[_BY], p[_BX]])
 
-    def shift_at(self, points_zyx_um: NDArray[np.float64]) -> NDArray[np.float64]:
-        """Shift the field predicts at (n, 3) points."""
+    def shift_at(
+        self, points_zyx_um: NDArray[np.float64], *, free: bool = False
+    ) -> NDArray[np.float64]:
+        """Shift the field predicts at (n, 3) points.
+
+        ``free``: with every term as measured (`free_parameters`), not only
+        those applied.
+        """
         points = np.asarray(points_zyx_um, dtype=np.float64).reshape(-1, 3)
-        shifts: NDArray[np.float64] = (
-            _design(points, self.axial_pivot_um) @ self.parameters
-        )
+        params = self.free_parameters if free else self.parameters
+        shifts: NDArray[np.float64] = _design(points, self.axial_pivot_um) @ params
         return shifts
 
     def lateral_error_um(
@@ -340,7 +361,7 @@ def _cluster_covariance(
     centres_yx: NDArray[np.float64],
     dof: int,
     n_params: int,
-) -> NDArray[np.float64]:
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Sandwich covariance with the tiles of one lateral place as one cluster.
 
     A tile's lateral and axial measurements look at the same structure, so
@@ -348,6 +369,12 @@ def _cluster_covariance(
     weights. The cluster-robust ("sandwich") estimator takes the scatter the
     fit actually left, place by place, and is never smaller than the model
     covariance scaled by that scatter.
+
+    Returns the covariance with the model scaled by each kind of component's
+    own scatter (lateral shifts on the lateral parameters, axial on the
+    axial: the predicted error), and with one scatter for all (larger when
+    the axial shifts scatter more: what a scale change must exceed to be
+    applied).
     """
     _, cluster = np.unique(np.round(centres_yx, 6), axis=0, return_inverse=True)
     score = np.einsum("nia,nij,nj->na", design, weights, misfit)
@@ -371,8 +398,16 @@ def _cluster_covariance(
     )
     var_axial = float(np.sum(_mahalanobis2(misfit, axial_w))) / max(used_axial - 2, 1)
     factor = np.sqrt(np.array([var_lateral] * 4 + [var_axial] * 2)[: design.shape[2]])
-    model = unscaled * np.outer(factor, factor)
-    # elementwise larger diagonal; keep the sandwich's correlations
+    per_kind = _at_least(sandwich, unscaled * np.outer(factor, factor))
+    variance = float(np.sum(_mahalanobis2(misfit, weights))) / max(dof, 1)
+    joint = _at_least(sandwich, variance * unscaled)
+    return per_kind, joint
+
+
+def _at_least(
+    sandwich: NDArray[np.float64], model: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The sandwich covariance, its diagonal raised to the model's where larger."""
     scale = np.sqrt(
         np.maximum(np.diag(model), 0.0) / np.maximum(np.diag(sandwich), 1e-300)
     )
@@ -465,20 +500,26 @@ def fit_shift_field(
     free, unscaled, misfit = _solve(d, s, w, free_columns)
     dof = int(used[idx].sum()) - len(free_columns)
     variance = float(np.sum(_mahalanobis2(misfit, w))) / max(dof, 1)
-    covariance = _cluster_covariance(
+    covariance, decisive = _cluster_covariance(
         d, w, misfit, unscaled, tiles.centres_yx_um[idx], dof, len(free_columns)
     )
-    error = np.sqrt(np.maximum(np.diag(covariance), 0.0))
+    error = np.sqrt(np.maximum(np.diag(decisive), 0.0))
     columns = [_C, _BY, _BX, _BZ]
     # a scale is judged as a whole (what earlier rounds applied plus what is
     # left), so one that was applied on weak evidence can be taken back
     places = len(np.unique(np.round(tiles.centres_yx_um[idx], 6), axis=0))
     if not lateral_scale_trusted:
         places = 0
+    lateral_used = usable & tiles.used_components[:, 1]
+    agreeing = float(np.sum(inliers & lateral_used)) / max(int(lateral_used.sum()), 1)
+    # a scale that only some tiles show is the images' doing (a cell's
+    # dome seen through two axial responses), not the geometry's
+    scale_error = float(np.sqrt(max(covariance[_A, _A], 0.0)))
     scale_fitted = (
         allow_scale
         and places >= MIN_SCALE_PLACES
-        and abs(prior_scale + free[_A]) > SCALE_SIGNIFICANCE * error[_A]
+        and agreeing >= MIN_SCALE_AGREEMENT
+        and abs(prior_scale + free[_A]) > SCALE_SIGNIFICANCE * scale_error
     )
     # tiles' axial shifts carry a systematic part their scatter does not
     # show: an allowance for it, over the spread of the tiles' heights, joins
@@ -489,7 +530,7 @@ def fit_shift_field(
             AXIAL_SYSTEMATIC_UM * np.sqrt(2.0) / lever_um if lever_um > 0 else np.inf
         )
         covariance[_G, _G] += systematic**2
-        error[_G] = float(np.sqrt(covariance[_G, _G]))
+        error[_G] = float(np.sqrt(error[_G] ** 2 + systematic**2))
     axial_scale_fitted = (
         allow_axial_scale and axial_measurable and error[_G] <= max_axial_scale_error
     )
@@ -505,6 +546,7 @@ def fit_shift_field(
     params, _, misfit = _solve(d, s, w, sorted(columns), fixed)
     return ShiftField(
         parameters=params,
+        free_parameters=free,
         covariance=covariance,
         usable=usable,
         inliers=inliers,
@@ -517,7 +559,7 @@ def fit_shift_field(
         lateral_scale_measurable=places >= MIN_SCALE_PLACES,
         lateral_scale_trusted=lateral_scale_trusted,
         lateral_scale_total=float(prior_scale + free[_A]),
-        lateral_scale_error=float(error[_A]),
+        lateral_scale_error=scale_error,
         axial_scale_measurable=bool(axial_measurable),
         axial_lever_um=_height_lever_um(tiles, idx),
         axial_pivot_um=pivot,
