@@ -34,7 +34,13 @@ from acquire.correlation_run import (
     record_fiducials,
     relocate,
 )
-from acquire.demo import DemoProgress, check_seed, run_demo
+from acquire.demo import (
+    SAMPLE_MEDIA,
+    DemoProgress,
+    check_sample_medium,
+    check_seed,
+    run_demo,
+)
 from acquire.engine import RetryPolicy
 from acquire.errors import UserError
 from acquire.hardware import ScopeDescription, describe_scope, scope
@@ -272,6 +278,14 @@ def demo(
         bool,
         typer.Option("--real-timing", help="Wait real exposure times (slower)."),
     ] = False,
+    sample_medium: Annotated[
+        str,
+        typer.Option(
+            "--sample-medium",
+            help="Sample medium on both scopes: "
+            f"{', '.join(SAMPLE_MEDIA)} (default matched to the oil).",
+        ),
+    ] = "matched",
 ) -> None:
     """Run the whole correlative workflow on the simulated twin scopes.
 
@@ -282,6 +296,7 @@ def demo(
     """
     check_output_folder(out)
     check_seed(seed)
+    check_sample_medium(sample_medium)
     with Progress(
         TextColumn("{task.description:>22}"),
         BarColumn(),
@@ -295,6 +310,7 @@ def demo(
             positions=positions,
             model=model,
             real_timing=real_timing,
+            sample_medium=sample_medium,
             progress=_progress_bars(progress),
             log=lambda line: progress.console.print(line, markup=False),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -26,6 +27,13 @@ pairs_app = typer.Typer(
 )
 
 
+def _predicted(metrics: Mapping[str, float]) -> str:
+    """The registration's predicted error (lateral px / axial um, RMS)."""
+    lateral = metrics.get("predicted_lateral_rms_px", math.nan)
+    axial = metrics.get("predicted_axial_rms_um", math.nan)
+    return f"{lateral:.2f}/{axial:.2f}"
+
+
 def _outcome_line(outcome: PairOutcome) -> str:
     state = "paired" if outcome.accepted else "FLAGGED"
     ncc = outcome.metrics.get("ncc", math.nan)
@@ -39,7 +47,15 @@ def _outcome_line(outcome: PairOutcome) -> str:
 def print_outcomes(outcomes: list[PairOutcome]) -> None:
     """The pairs table and the closed-loop summary."""
     table = Table(title="pairs", box=box.SIMPLE_HEAD)
-    for column in ("position", "pair", "state", "NCC", "started off um", "why"):
+    for column in (
+        "position",
+        "pair",
+        "state",
+        "NCC",
+        "error px/um",
+        "started off um",
+        "why",
+    ):
         table.add_column(column)
     for o in outcomes:
         table.add_row(
@@ -47,6 +63,7 @@ def print_outcomes(outcomes: list[PairOutcome]) -> None:
             o.pair_id or "",
             "paired" if o.accepted else "FLAGGED",
             f"{o.metrics.get('ncc', math.nan):.3f}",
+            _predicted(o.metrics),
             f"{o.start_offset_um:.2f}",
             "" if o.accepted else o.reason,
         )
@@ -180,8 +197,11 @@ def list_pairs(
     db = PairDatabase.open(database)
     records = db.records(split, accepted_only=not everything)
     table = Table(title=f"{database} ({len(records)} pairs)", box=box.SIMPLE_HEAD)
-    for column in ("pair", "cell", "split", "ok", "NCC", "overlap", "objectives"):
+    # a pair id is what a user copies: never wrapped or cut
+    table.add_column("pair", no_wrap=True, min_width=16)
+    for column in ("cell", "split", "ok", "NCC", "error px/um", "overlap"):
         table.add_column(column)
+    table.add_column("objectives", overflow="fold")
     for r in records:
         table.add_row(
             r.pair_id,
@@ -189,6 +209,7 @@ def list_pairs(
             r.split,
             "yes" if r.accepted else "no",
             f"{r.metrics.get('ncc', math.nan):.3f}",
+            _predicted(r.metrics),
             f"{r.metrics.get('overlap', math.nan):.2f}",
             f"{r.widefield.objective or '?'} / {r.confocal.objective or '?'}",
         )

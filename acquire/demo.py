@@ -47,8 +47,10 @@ __all__ = [
     "BUNDLED_MODEL",
     "FULL_PLAN",
     "QUICK_PLAN",
+    "SAMPLE_MEDIA",
     "DemoPlan",
     "DemoProgress",
+    "check_sample_medium",
     "check_seed",
     "run_demo",
 ]
@@ -96,6 +98,19 @@ FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, 256, (5, 10, 20, 40, 80))
 QUICK_PLAN = DemoPlan(3, 21, 0.25, 384, 1, 256, (5, 10, 20, 40))
 
 
+SAMPLE_MEDIA = ("matched", "water", "glycerol", "mountant", "oil")
+"""Sample media the demo's simulated scopes offer (``SampleMedium``)."""
+
+
+def check_sample_medium(medium: str) -> None:
+    """Refuse a ``--sample-medium`` the simulated scopes do not know."""
+    if medium not in SAMPLE_MEDIA:
+        raise UserError(
+            f"--sample-medium {medium!r} is not a medium the simulated scopes know",
+            f"Use one of {', '.join(SAMPLE_MEDIA)}.",
+        )
+
+
 def check_seed(seed: int | None) -> None:
     """Refuse a ``--seed`` outside ``0 <= seed < 2**31``."""
     if seed is not None and not 0 <= seed < 2**31:
@@ -113,7 +128,14 @@ def bundled_model() -> Path:
     return Path(str(resource))
 
 
-def _config(folder: Path, name: str, seed: int, plan: DemoPlan, real: bool) -> Path:
+def _config(
+    folder: Path,
+    name: str,
+    seed: int,
+    plan: DemoPlan,
+    real: bool,
+    sample_medium: str = "matched",
+) -> Path:
     """A copy of a shipped demo config with this run's mount and specimen."""
     with importlib.resources.as_file(bundled_config(f"demo_{name}.cfg")) as path:
         text = path.read_text(encoding="utf-8")
@@ -125,6 +147,8 @@ def _config(folder: Path, name: str, seed: int, plan: DemoPlan, real: bool) -> P
         "\n#py Property,Camera,StageRepeatabilityUm,0"
         "\n#py Property,Camera,FocusRepeatabilityUm,0\n"
     )
+    if sample_medium != "matched":
+        text += f"#py Property,Camera,SampleMedium,{sample_medium}\n"
     if name == "widefield":
         text += (
             f"#py Property,Camera,SensorWidthPx,{plan.widefield_px}\n"
@@ -187,6 +211,7 @@ def run_demo(
     positions: int | None = None,
     model: Path | None = None,
     real_timing: bool = False,
+    sample_medium: str = "matched",
     progress: DemoProgress | None = None,
     log: Callable[[str], None] | None = None,
 ) -> DemoResult:
@@ -207,6 +232,11 @@ def run_demo(
         Model checkpoint (default: the bundled demo model).
     real_timing : bool
         Let the simulated cameras wait the real exposure times.
+    sample_medium : str
+        Mounting medium of the simulated sample on both scopes (see
+        `SAMPLE_MEDIA`): ``"matched"`` to the immersion oil (the default and
+        the bundled model's training data), or water, glycerol, a hardening
+        mountant: depth-dependent aberration and focal shift.
     progress : callable, optional
         Called as ``progress(step, done, total)``.
     log : callable, optional
@@ -225,6 +255,7 @@ def run_demo(
     """
     folder = check_output_folder(out)
     check_seed(seed)
+    check_sample_medium(sample_medium)
     plan = QUICK_PLAN if quick else FULL_PLAN
     if positions is not None:
         if positions < 2:
@@ -242,7 +273,9 @@ def run_demo(
     partial = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
     partial.mkdir()
     try:
-        metrics = _run(partial, plan, seed, model_path, real_timing, step, say)
+        metrics = _run(
+            partial, plan, seed, model_path, real_timing, sample_medium, step, say
+        )
         if folder.exists():
             folder.rmdir()
         partial.replace(folder)
@@ -258,6 +291,7 @@ def _run(
     seed: int,
     model: Path,
     real_timing: bool,
+    sample_medium: str,
     step: DemoProgress,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
@@ -265,8 +299,12 @@ def _run(
 
     started = time.perf_counter()
     (work / "configs").mkdir()
-    confocal = _config(work / "configs", "confocal", seed, plan, real_timing)
-    widefield = _config(work / "configs", "widefield", seed, plan, real_timing)
+    confocal = _config(
+        work / "configs", "confocal", seed, plan, real_timing, sample_medium
+    )
+    widefield = _config(
+        work / "configs", "widefield", seed, plan, real_timing, sample_medium
+    )
     holder = load_holder(Path(str(bundled_config("demo_holder.json"))))
     cells = _cells(confocal, plan.n_positions)
     targets = [(f"cell{c:02d}", xyz) for c, xyz in cells]
@@ -346,6 +384,7 @@ def _run(
         paired=paired,
         live=live,
         timings=timings,
+        sample_medium=sample_medium,
     )
     t0 = time.perf_counter()
     step("report", 0, 1)

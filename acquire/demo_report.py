@@ -48,6 +48,7 @@ class DemoRecord:
     paired: PairedRunResult
     live: Any
     timings: dict[str, float]
+    sample_medium: str = "matched"
 
 
 def _rms(values: np.ndarray) -> float:
@@ -168,6 +169,18 @@ def _fiducial_map(record: DemoRecord, path: Path) -> Path:
     )
 
 
+def _medium(name: str) -> dict[str, Any]:
+    """The sample medium both simulated scopes used, with its index."""
+    from acquire.sim.psf import SAMPLE_MEDIUM_INDEX
+
+    index = SAMPLE_MEDIUM_INDEX.get(name)
+    return {
+        "name": name,
+        "refractive_index": index,
+        "matched_to_immersion": index is None,
+    }
+
+
 def write_report(record: DemoRecord, *, say: Callable[[str], None]) -> dict[str, Any]:
     """Compute the demo's metrics, draw its figures, write ``report.md``.
 
@@ -183,6 +196,7 @@ def write_report(record: DemoRecord, *, say: Callable[[str], None]) -> dict[str,
     pixel_um = float(record.paired.widefield_pixel_um)
     metrics: dict[str, Any] = {
         "seed": record.seed,
+        "sample_medium": _medium(record.sample_medium),
         "model": str(record.model),
         "relocation": _relocation(record, truth),
         "registration": _registration(record, truth, pixel_um),
@@ -223,6 +237,19 @@ def _checks(metrics: dict[str, Any]) -> dict[str, bool]:
     }
 
 
+def _medium_line(medium: dict[str, Any]) -> str:
+    if medium["matched_to_immersion"]:
+        return (
+            "Sample medium: matched to the immersion oil (no depth-dependent "
+            "aberration or focal shift)."
+        )
+    return (
+        f"Sample medium: {medium['name']} (n = {medium['refractive_index']:.3f}) "
+        "on both scopes, under oil objectives: depth-dependent aberration and "
+        "focal shift."
+    )
+
+
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
@@ -234,6 +261,8 @@ def _markdown(m: dict[str, Any]) -> str:
         "",
         f"Specimen seed {m['seed']}; model `{Path(m['model']).name}`. All errors "
         "are against the simulator's ground truth, which the controller never reads.",
+        "",
+        _medium_line(m["sample_medium"]),
         "",
         "## Relocation (confocal -> wide-field)",
         "",

@@ -32,7 +32,7 @@ from acquire.pair_geometry import (
 from acquire.storage.reader import StoredStack, stack_centre_um
 from correlate.calibration import PixelCalibration
 from correlate.pairdb import PairDatabase, StackMeta
-from correlate.registration import register_pair
+from correlate.registration import RegistrationError, register_pair
 from correlate.stage_transform import StageTransform
 
 logger = logging.getLogger(__name__)
@@ -194,13 +194,21 @@ class Pairer:
             stack.stage_xyz_um, stack.voxel_size_um, self.widefield_calibration
         )
         initial = initial_estimate(partner.placement, placement, self.transform)
-        result = register_pair(
-            stack.data,
-            partner.data,
-            widefield_voxel_um=stack.voxel_size_um,
-            confocal_voxel_um=partner.placement.voxel_size_um,
-            initial=initial,
-        )
+        try:
+            result = register_pair(
+                stack.data,
+                partner.data,
+                widefield_voxel_um=stack.voxel_size_um,
+                confocal_voxel_um=partner.placement.voxel_size_um,
+                initial=initial,
+            )
+        except RegistrationError as failure:
+            raise UserError(
+                f"wide-field stack {stack.name} and confocal stack "
+                f"{partner.name} cannot be registered: {failure}",
+                "Check (or re-acquire) that stack; the pairs already in the "
+                "database are kept.",
+            ) from failure
         metrics = {
             k: math.nan if v is None else float(v)
             for k, v in result.quality.to_dict().items()
@@ -208,6 +216,7 @@ class Pairer:
         metrics["overlap"] = metrics["overlap_fraction"]
         metrics["rotation_deg"] = result.rotation_deg
         metrics["scale"] = result.scale
+        metrics["axial_scale"] = result.transform.axial_scale
         pair_id = self.database.add_pair(
             widefield=result.aligned_widefield,
             confocal=result.confocal,
