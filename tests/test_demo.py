@@ -32,6 +32,8 @@ def test_bad_input_is_refused_before_touching_the_disk(tmp_path: Path) -> None:
         run_demo(tmp_path / "out", seed=-1)
     with pytest.raises(UserError, match="--positions"):
         run_demo(tmp_path / "out", positions=1)
+    with pytest.raises(UserError, match="--sample-medium 'honey'"):
+        run_demo(tmp_path / "out", sample_medium="honey")
     assert list(tmp_path.iterdir()) == []
     # an output folder holding other data: one message, exit 2, nothing touched
     other = tmp_path / "other"
@@ -70,4 +72,11 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "figures/fiducial_map.png" in text and "| model |" in text
+    # the report says which sample medium the scopes imaged through
+    assert report["sample_medium"] == {
+        "name": "matched",
+        "refractive_index": None,
+        "matched_to_immersion": True,
+    }
+    assert "Sample medium: matched to the immersion oil" in text
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]

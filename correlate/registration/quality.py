@@ -19,14 +19,14 @@ error to expect, and the gate bounds the largest ``sqrt(residual^2 +
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
 from correlate.registration.alignment import AlignmentMeasurement, PreparedStacks
 from correlate.registration.grid import centred_axis
-from correlate.registration.shift_field import PARAMETER_NAMES, ShiftField
+from correlate.registration.shift_field import ShiftField
 
 LATERAL_SCALE_PRIOR = 0.003
 """Spread of the two scopes' relative pixel calibration, when not measured."""
@@ -282,19 +282,6 @@ def _posterior(fit: ShiftField) -> NDArray[np.float64]:
     )
 
 
-def _shrunk(fit: ShiftField) -> ShiftField:
-    """The fit with its free scale terms shrunk towards 0 by their priors."""
-    params = fit.free_parameters.copy()
-    sigma = SIGMA_CALIBRATION * np.sqrt(np.maximum(np.diag(fit.covariance), 0.0))
-    for name, prior in (
-        ("lateral_scale", LATERAL_SCALE_PRIOR),
-        ("axial_scale", AXIAL_SCALE_PRIOR),
-    ):
-        index = PARAMETER_NAMES.index(name)
-        params[index] *= prior**2 / (prior**2 + sigma[index] ** 2)
-    return replace(fit, free_parameters=params)
-
-
 def _lateral_sigma_um(
     fit: ShiftField, points: NDArray[np.float64], covariance: NDArray[np.float64]
 ) -> NDArray[np.float64]:
@@ -362,19 +349,18 @@ def assess(
     inliers = int((fit.inliers & lateral).sum())
     points = _field_points(stacks)
     zeros = np.zeros((len(points), 1))
-    # what the tiles say is left: every term as measured, the scale terms
-    # weighed against their priors (a scale change measured to 10 % says
-    # next to nothing; one measured to 0.03 % is what is left)
-    residual_field = _shrunk(fit)
+    # what the tiles say is left: the terms the fit applied. A scale change it
+    # held (not significant, or the tiles disagree on it: the images differ)
+    # counts by its uncertainty, in the posterior covariance
     residual_lateral = np.linalg.norm(
-        residual_field.shift_at(np.hstack([zeros, points]), free=True)[:, 1:], axis=1
+        fit.shift_at(np.hstack([zeros, points]))[:, 1:], axis=1
     )
     covariance = _posterior(fit)
     sigma_lateral = _lateral_sigma_um(fit, points, covariance)
     z_all = centred_axis(stacks.confocal_shape[0], stacks.confocal_voxel_um[0])
     z_um = z_all[stacks.signal_slice]
     z_points = np.column_stack([z_um, np.zeros((len(z_um), 2))])
-    residual_axial = np.abs(residual_field.shift_at(z_points, free=True)[:, 0])
+    residual_axial = np.abs(fit.shift_at(z_points)[:, 0])
     sigma_axial = _axial_sigma_um(fit, z_um, covariance)
     return RegistrationQuality(
         tiles_usable=usable,

@@ -64,9 +64,6 @@ class ShiftField:
     ----------
     parameters : ndarray
         (6,) ``(a, c, b_y, b_x, g, b_z)`` (um and um/um).
-    free_parameters : ndarray
-        (6,) the same with every term free (a scale change too small to apply
-        is still measured there): what the tiles say is left.
     covariance : ndarray
         (6, 6) covariance of ``parameters``, from the free fit (the scale
         terms' uncertainty is kept even when they are held at 0).
@@ -104,7 +101,6 @@ class ShiftField:
     """
 
     parameters: NDArray[np.float64]
-    free_parameters: NDArray[np.float64]
     covariance: NDArray[np.float64]
     usable: NDArray[np.bool_]
     inliers: NDArray[np.bool_]
@@ -142,17 +138,12 @@ class ShiftField:
         p = self.parameters
         return np.array([p[_BZ] - p[_G] * self.axial_pivot_um, p[_BY], p[_BX]])
 
-    def shift_at(
-        self, points_zyx_um: NDArray[np.float64], *, free: bool = False
-    ) -> NDArray[np.float64]:
-        """Shift the field predicts at (n, 3) points.
-
-        ``free``: with every term as measured (`free_parameters`), not only
-        those applied.
-        """
+    def shift_at(self, points_zyx_um: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Shift the field predicts at (n, 3) points."""
         points = np.asarray(points_zyx_um, dtype=np.float64).reshape(-1, 3)
-        params = self.free_parameters if free else self.parameters
-        shifts: NDArray[np.float64] = _design(points, self.axial_pivot_um) @ params
+        shifts: NDArray[np.float64] = (
+            _design(points, self.axial_pivot_um) @ self.parameters
+        )
         return shifts
 
     def lateral_error_um(
@@ -546,7 +537,6 @@ def fit_shift_field(
     params, _, misfit = _solve(d, s, w, sorted(columns), fixed)
     return ShiftField(
         parameters=params,
-        free_parameters=free,
         covariance=covariance,
         usable=usable,
         inliers=inliers,
