@@ -28,7 +28,7 @@ from correlate.registration.shift_field import fit_shift_field
 from correlate.registration.tiles import TileShifts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import independent_pairs  # noqa: E402
+import independent_pairs
 
 
 def _truth(pair: independent_pairs.IndependentPair) -> PairTransform:
