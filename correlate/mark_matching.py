@@ -65,7 +65,12 @@ class MarkReference:
 
 
 def reference_marks(
-    shape: str, size_um: float, *, pixel_size_um: float, blur_px: float
+    shape: str,
+    size_um: float,
+    *,
+    pixel_size_um: float,
+    blur_px: float,
+    opening_px: float = 0.0,
 ) -> tuple[MarkReference, ...]:
     """A holder mark as the detector would segment an image of it.
 
@@ -83,6 +88,9 @@ def reference_marks(
     blur_px : float
         Standard deviation of the Gaussian blur (optics and smoothing), in
         pixels.
+    opening_px : float
+        Radius of a disc the segmented mark is opened with (0: none), as an
+        image's segmentation is when debris touching a mark is cut off.
 
     Returns
     -------
@@ -90,7 +98,13 @@ def reference_marks(
         One per reference orientation.
 
     """
-    return _reference_marks(shape, float(size_um), float(pixel_size_um), float(blur_px))
+    return _reference_marks(
+        shape,
+        float(size_um),
+        float(pixel_size_um),
+        float(blur_px),
+        float(opening_px),
+    )
 
 
 @functools.lru_cache(maxsize=64)
@@ -117,12 +131,16 @@ def _rasterise(
 
 @functools.lru_cache(maxsize=1024)
 def _reference_marks(
-    shape: str, size_um: float, pixel_size_um: float, blur_px: float
+    shape: str,
+    size_um: float,
+    pixel_size_um: float,
+    blur_px: float,
+    opening_px: float = 0.0,
 ) -> tuple[MarkReference, ...]:
     out = []
     for angle in REFERENCE_ORIENTATIONS_DEG:
         blurred = _blur(_coverage(shape, size_um, pixel_size_um, angle), blur_px)
-        mask = blurred > 0.5
+        mask = open_mask(blurred > 0.5, opening_px)
         slope = edge_mean(
             mask, gradient_magnitude(blurred, pixel_size_um=pixel_size_um)
         )
@@ -133,6 +151,35 @@ def _reference_marks(
         )
         out.append(MarkReference(descriptors, slope))
     return tuple(out)
+
+
+def open_mask(mask: NDArray[np.bool_], radius_px: float) -> NDArray[np.bool_]:
+    """Binary opening with a disc: parts and bumps thinner than it go.
+
+    Parameters
+    ----------
+    mask : ndarray of bool
+        2-D mask.
+    radius_px : float
+        Radius of the disc in pixels; below one pixel the mask is returned.
+
+    Returns
+    -------
+    ndarray of bool
+        The opened mask.
+
+    """
+    if radius_px < 1.0 or not mask.any():
+        return mask
+    # erosion and dilation by a disc through distance transforms (padded so
+    # the image edge counts as outside)
+    padded = np.pad(mask, 1)
+    eroded = ndi.distance_transform_edt(padded) > radius_px
+    if not eroded.any():
+        return np.zeros_like(mask)
+    opened = ndi.distance_transform_edt(~eroded) <= radius_px
+    out: NDArray[np.bool_] = opened[1:-1, 1:-1] & mask
+    return out
 
 
 def _blur(coverage: NDArray[np.float32], blur_px: float) -> FloatArray:
@@ -199,6 +246,7 @@ def shape_distance2(
     pixel_size_um: float,
     min_blur_px: float,
     max_blur_px: float,
+    opening_px: float = 0.0,
 ) -> float:
     """Squared descriptor distance of a segmented object to one holder mark.
 
@@ -221,6 +269,9 @@ def shape_distance2(
     min_blur_px, max_blur_px : float
         Range of blur (Gaussian standard deviation in pixels) considered;
         the smallest is the smoothing the image was segmented with.
+    opening_px : float
+        Radius of the disc the object's segmentation was opened with (the
+        references are opened likewise); 0 for none.
 
     Returns
     -------
@@ -237,7 +288,11 @@ def shape_distance2(
     def level(j: int) -> tuple[MarkReference, ...]:
         blur = min_blur_px * 2.0 ** (j / BLUR_STEPS_PER_OCTAVE)
         return reference_marks(
-            spec.shape, spec.size_um, pixel_size_um=pixel_size_um, blur_px=blur
+            spec.shape,
+            spec.size_um,
+            pixel_size_um=pixel_size_um,
+            blur_px=blur,
+            opening_px=opening_px,
         )
 
     def slope(j: int) -> float:
@@ -312,6 +367,7 @@ __all__ = [
     "REJECT_DISTANCE2",
     "MarkReference",
     "blurred_mark",
+    "open_mask",
     "reference_marks",
     "score_matches",
     "shape_distance2",

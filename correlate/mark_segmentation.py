@@ -2,21 +2,27 @@
 
 :func:`find_candidates` works on raw camera or detector frames:
 
-1. The image is smoothed a little, and its background level and noise are
-   estimated robustly (median and MAD of the darker half).
-2. Pixels well above the noise seed candidate objects; seeds closer than the
-   widest gap inside any of the holder's marks (the two discs of a double
-   disc) are grouped into one candidate.
+1. The image is smoothed a little, and its background and noise are
+   estimated *locally* (:mod:`correlate.mark_background`): a smooth surface
+   under the objects (vignetting, illumination ramps, autofluorescence) and a
+   noise map. Everything below works on the image less that surface.
+2. Pixels well above the local noise seed candidate objects; seeds closer
+   than the widest gap inside any of the holder's marks (the two discs of a
+   double disc) are grouped into one candidate.
 3. A candidate is segmented at half its plateau above the local background
-   (measured in a ring around it) and kept if it is mark-sized. A blurred
-   one is smoothed more, in proportion to its blur.
+   (measured in a ring around it) and kept if it is mark-sized. Parts of it
+   much smaller than any part of a holder mark are dust or debris: they are
+   cut out and the candidate segmented again. A blurred one is smoothed
+   more, in proportion to its blur.
 4. Its flux is summed over the mark and its blurred surroundings, after
    subtracting the local background. Blur moves light across the edges but
    does not move its centroid, so the flux-weighted centroid is the mark's area
    centroid, the centre a :class:`~correlate.marks.MarkSpec` refers to, for
    every shape and focus. A brightness gradient across the mark (a tilted
    coverslip in a confocal image) would pull the centroid to the bright side;
-   it is fitted on the mark's core and divided out.
+   it is fitted on the mark's core and divided out. This centroid is the
+   first estimate: an identified mark is centred by fitting its known shape
+   (:mod:`correlate.mark_fit`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from correlate.mark_background import estimate_background
 from correlate.mark_descriptors import edge_mean, gradient_magnitude
 from correlate.mark_matching import BLUR_STEPS_PER_OCTAVE
 from correlate.marks import Holder, mark_mask
@@ -72,6 +79,20 @@ MIN_FEATURE_UM2 = 4.0
 #: Weights of the centroid are clipped at this multiple of the plateau, so a
 #: hot pixel or a bead adds little.
 MAX_WEIGHT_PLATEAUS = 2.0
+#: Objects are grown by this much (and two smoothing widths) before the
+#: background is estimated without them: their blurred edges.
+BACKGROUND_MARGIN_UM = 2.0
+#: Parts of a candidate smaller than this fraction of the smallest part of
+#: any holder mark are debris; they are cut out with this margin.
+DEBRIS_PART_FRACTION = 0.2
+DEBRIS_MARGIN_UM = 1.0
+#: Blocks of the noise map: this many smoothing widths, at least the minimum.
+NOISE_BLOCK_SMOOTHINGS = 16
+NOISE_BLOCK_MIN_PX = 32
+#: The background surface is fitted on blocks of up to this many smoothing
+#: widths, and at least this many blocks across the smallest mark.
+BIN_SMOOTHINGS = 2.0
+BIN_PER_MARK = 8.0
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,12 @@ class MarkCandidate:
         (row, col) of its flux-weighted centroid in the image.
     touches_border : bool
         Whether ``mask`` reaches the edge of the image.
+    signal : ndarray of float64
+        The raw image less the background surface, in ``box``.
+    noise : float
+        Noise standard deviation of the raw image near the candidate.
+    others : ndarray of bool
+        Pixels of ``box`` that belong to other candidates.
 
     """
 
@@ -130,6 +157,9 @@ class MarkCandidate:
     flux: float
     centre_px: tuple[float, float]
     touches_border: bool
+    signal: FloatArray
+    noise: float
+    others: BoolArray
 
 
 def find_candidates(
@@ -155,16 +185,40 @@ def find_candidates(
 
     Notes
     -----
-    The background is the median of the image: marks (and cells) must cover
-    less than half of it.
+    Objects larger than the largest mark, or brighter areas broader than it,
+    are taken partly for background: marks must stand out of what surrounds
+    them within about one mark size.
 
     """
     smoothing_px = max(1.0, SMOOTHING_UM / pixel_size_um)
     smooth = ndi.gaussian_filter(image, smoothing_px)
-    background, noise = _background_and_noise(smooth)
-    seeds = smooth > background + SEED_SIGMAS * noise
+    largest_um = max(2.0 * m.radius_um for m in holder.marks)
+    smallest_um = min(m.size_um for m in holder.marks)
     merge_px = _merge_distance_um(holder, pixel_size_um) / pixel_size_um
+    background = estimate_background(
+        smooth,
+        scale_px=largest_um / pixel_size_um,
+        margin_px=max(2.0 * smoothing_px, BACKGROUND_MARGIN_UM / pixel_size_um),
+        block_px=max(NOISE_BLOCK_MIN_PX, round(NOISE_BLOCK_SMOOTHINGS * smoothing_px)),
+        bin_px=max(
+            1,
+            math.floor(
+                min(
+                    BIN_SMOOTHINGS * smoothing_px,
+                    smallest_um / BIN_PER_MARK / pixel_size_um,
+                )
+            ),
+        ),
+    )
+    residual = smooth - background.level
+    signal = image - background.level
+    seeds = residual > SEED_SIGMAS * background.noise
+    if not seeds.any():
+        return []
     groups, _ = ndi.label(ndi.distance_transform_edt(~seeds) <= merge_px)
+    # noise of the raw image: white noise drops by 2 sqrt(pi) sigma when
+    # smoothed with a Gaussian of standard deviation sigma
+    raw_noise = background.noise * (2.0 * math.sqrt(math.pi) * smoothing_px)
 
     areas = [m.area_um2 for m in holder.marks]
     min_area = AREA_RANGE[0] * min(areas)
@@ -174,17 +228,20 @@ def find_candidates(
         if bounds is None:
             continue
         candidate = _segment(
-            image,
-            smooth,
+            signal,
+            residual,
             seeds,
             groups,
             index,
             (bounds[0], bounds[1]),
-            background=background,
-            noise=noise,
+            noise=background.noise,
+            raw_noise=raw_noise,
             pixel_size_um=pixel_size_um,
             smoothing_px=smoothing_px,
             min_area_um2=min_area / 2,
+            min_part_um2=min(
+                _smallest_part_um2(m.shape, float(m.size_um)) for m in holder.marks
+            ),
         )
         if candidate is None:
             continue
@@ -192,15 +249,6 @@ def find_candidates(
         if small <= candidate.area_um2 <= max_area:
             candidates.append(candidate)
     return candidates
-
-
-def _background_and_noise(smooth: FloatArray) -> tuple[float, float]:
-    """Background level and noise of the smoothed image, from its lower half."""
-    background = float(np.median(smooth))
-    below = smooth[smooth <= background]
-    noise = 1.4826 * float(np.median(background - below)) if below.size else 0.0
-    spread = float(smooth.max() - background)
-    return background, max(noise, 1e-3 * spread, 1e-12)
 
 
 @functools.lru_cache(maxsize=64)
@@ -234,16 +282,21 @@ def _segment(
     index: int,
     bounds: Box,
     *,
-    background: float,
-    noise: float,
+    noise: FloatArray,
+    raw_noise: FloatArray,
     pixel_size_um: float,
     smoothing_px: float,
     min_area_um2: float,
+    min_part_um2: float,
 ) -> MarkCandidate | None:
     """Segment one seed group and measure its flux and centroid.
 
-    Returns None for objects too faint or (segmented) smaller than
-    ``min_area_um2``.
+    ``img`` and ``smooth`` are the raw and the smoothed image less the
+    background surface; ``noise`` is the smoothed image's noise map and
+    ``raw_noise`` the raw image's. Parts of the segmentation much smaller
+    than the smallest part of any mark (``min_part_um2``) are debris: they
+    are cut out, with a margin, and the candidate segmented again. Returns
+    None for objects too faint or (segmented) smaller than ``min_area_um2``.
     """
     pad = math.ceil(
         (max(CENTROID_MARGIN_UM, 3 * MAX_BLUR_UM) + BACKGROUND_RING_UM) / pixel_size_um
@@ -257,22 +310,37 @@ def _segment(
     free = region | (labels == 0)  # not another candidate's pixels
     local = smooth[box]
     seed = seeds[box] & region
-    if not seed.any():
-        return None
-    plateau = float(np.percentile(local[seed], PLATEAU_PERCENTILE))
-    ring = (ndi.distance_transform_edt(~region) * pixel_size_um) <= BACKGROUND_RING_UM
-    ring &= ~region & free
-    local_background = (
-        float(np.median(local[ring])) if ring.sum() >= MIN_RING_PIXELS else background
-    )
-    contrast = plateau - local_background
-    if contrast < MIN_CONTRAST_SIGMAS * noise:
-        return None
-    mask = clean_mask(
-        (local > local_background + 0.5 * contrast) & region, pixel_size_um
-    )
-    if mask.sum() * pixel_size_um**2 < min_area_um2:
-        return None
+    for attempt in range(2):
+        if not seed.any():
+            return None
+        plateau = float(np.percentile(local[seed], PLATEAU_PERCENTILE))
+        ring = ndi.distance_transform_edt(~region) * pixel_size_um
+        ring = (ring <= BACKGROUND_RING_UM) & ~region & free
+        local_background = (
+            float(np.median(local[ring])) if ring.sum() >= MIN_RING_PIXELS else 0.0
+        )
+        contrast = plateau - local_background
+        local_noise = float(np.median(noise[box][seed]))
+        if contrast < MIN_CONTRAST_SIGMAS * local_noise:
+            return None
+        mask = clean_mask(
+            (local > local_background + 0.5 * contrast) & region, pixel_size_um
+        )
+        if mask.sum() * pixel_size_um**2 < min_area_um2:
+            return None
+        debris = _debris_parts(
+            mask,
+            min_part_um2 * DEBRIS_PART_FRACTION,
+            pixel_size_um,
+            edge=_image_edge(box, img.shape),
+        )
+        if attempt or debris is None:
+            break
+        # small bright specks beside a mark: dust or debris, not the mark
+        away = ndi.distance_transform_edt(~debris) * pixel_size_um > DEBRIS_MARGIN_UM
+        region &= away
+        seed &= away
+        free &= away
 
     gradient = gradient_magnitude(local, pixel_size_um=pixel_size_um)
     blur_um = _edge_blur_um(mask, gradient, contrast)
@@ -333,7 +401,56 @@ def _segment(
         flux=total * pixel_size_um**2,
         centre_px=centre,
         touches_border=_touches_border(box, mask, img.shape),
+        signal=img[box],
+        noise=float(np.median(raw_noise[box][seed])),
+        others=~free,
     )
+
+
+def _debris_parts(
+    mask: BoolArray, max_area_um2: float, pixel_size_um: float, *, edge: BoolArray
+) -> BoolArray | None:
+    """Parts of a mask smaller than ``max_area_um2`` beside larger ones.
+
+    Parts reaching the image's edge (``edge``) are never debris: they may be
+    the visible piece of a mark's part.
+    """
+    labels, n = ndi.label(mask, structure=np.ones((3, 3)))
+    if n < 2:
+        return None
+    areas = np.bincount(labels.ravel())[1:] * pixel_size_um**2
+    small = areas < max_area_um2
+    small[np.unique(labels[edge & mask]) - 1] = False
+    if not small.any() or small.all():
+        return None
+    debris: BoolArray = np.isin(labels, 1 + np.flatnonzero(small))
+    return debris
+
+
+def _image_edge(box: Box, shape: tuple[int, ...]) -> BoolArray:
+    """Pixels of ``box`` on the image's outermost rows and columns."""
+    rows, cols = box
+    edge = np.zeros((rows.stop - rows.start, cols.stop - cols.start), bool)
+    if rows.start == 0:
+        edge[0] = True
+    if rows.stop == shape[0]:
+        edge[-1] = True
+    if cols.start == 0:
+        edge[:, 0] = True
+    if cols.stop == shape[1]:
+        edge[:, -1] = True
+    return edge
+
+
+@functools.lru_cache(maxsize=64)
+def _smallest_part_um2(shape: str, size_um: float) -> float:
+    """Area of the smallest connected part of a mark."""
+    pixel_um = 0.1
+    mask = mark_mask(shape, size_um, pixel_size_um=pixel_um) > 0.5
+    labels, n = ndi.label(mask)
+    if n == 0:
+        return 0.0
+    return float(np.bincount(labels.ravel())[1:].min()) * pixel_um**2
 
 
 def _relative_brightness(
