@@ -31,8 +31,15 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice
 
+from acquire.sim.debris import DebrisSpecimen, debris_of, register_debris_properties
 from acquire.sim.detector import PMTDetector, SCMOSDetector
 from acquire.sim.faults import FaultInjector, register_fault_properties
+from acquire.sim.illumination import (
+    illuminate,
+    illumination_of,
+    mountant_fraction,
+    register_illumination_properties,
+)
 from acquire.sim.measured_psf import (
     MeasuredPSF,
     MeasuredPSFError,
@@ -99,6 +106,9 @@ class SpecimenCamera(SimpleCameraDevice):
         self._register_common_properties()
         self._register_optics_properties()
         self._register_detector_properties()
+        # uneven illumination, autofluorescence and debris: off by default
+        register_illumination_properties(self)
+        register_debris_properties(self)
         self.faults = FaultInjector()
         register_fault_properties(self, self.faults, unit="Frame")
 
@@ -307,6 +317,7 @@ class SpecimenCamera(SimpleCameraDevice):
             rate = self.renderer_for(state.objective).render(
                 (float(axis_xy[0]), float(axis_xy[1])), focus_z
             )
+            rate = self._illuminate(rate, state.objective, axis_xy, focus_z)
         else:
             rate = np.zeros(self.sensor_shape(), np.float32)
         rng = np.random.default_rng(self._noise_seed(state))
@@ -403,13 +414,16 @@ class SpecimenCamera(SimpleCameraDevice):
         decoy = parse_decoy(str(self._prop("FiducialDecoy")), specimen)
         # shared by every camera of the process: reopening a config (or a second
         # core on the same scope) reuses the OTF tables and the current field
-        key = (setup, geometry, mount, id(specimen), hidden, decoy)
+        debris = debris_of(self)
+        key = (setup, geometry, mount, id(specimen), hidden, decoy, debris)
         with _RENDERERS_LOCK:
             renderer = _RENDERERS.get(key)
             if renderer is None:
                 source: EmitterSource = specimen
                 if hidden or decoy:
                     source = AlteredSpecimen(specimen, hidden, decoy)
+                if not debris.is_clean:
+                    source = DebrisSpecimen(source, specimen, debris)
                 renderer = FieldRenderer(source, mount, setup, geometry)
                 _RENDERERS[key] = renderer
                 if len(_RENDERERS) > _RENDERER_CACHE_SIZE:
@@ -417,6 +431,33 @@ class SpecimenCamera(SimpleCameraDevice):
             else:
                 _RENDERERS.move_to_end(key)
         return renderer
+
+    def _illuminate(
+        self,
+        rate: NDArray[np.float32],
+        objective: Objective,
+        axis_xy: NDArray[Any],
+        focus_z: float,
+    ) -> NDArray[np.float32]:
+        """Uneven illumination and autofluorescence (acquire.sim.illumination)."""
+        section = 1.0  # a wide-field camera collects all of the mountant's glow
+        if self.MODALITY == "confocal":
+            section = mountant_fraction(
+                focus_z - float(self.mount().surface_height_um(axis_xy)),
+                numerical_aperture=objective.numerical_aperture,
+                immersion_index=objective.immersion_index,
+                wavelength_um=float(self._prop("EmissionWavelengthNm")) / 1000.0,
+            )
+        return illuminate(
+            rate,
+            illumination_of(self),
+            magnification=objective.magnification,
+            geometry=self.geometry(objective),
+            mount=self.mount(),
+            axis_xy_um=(float(axis_xy[0]), float(axis_xy[1])),
+            specimen_seed=int(self._prop("SpecimenSeed")),
+            autofluorescence_fraction=section,
+        )
 
     def _physical_position(
         self, state: ScopeState
