@@ -43,6 +43,7 @@ from acquire.demo import (
 )
 from acquire.engine import RetryPolicy
 from acquire.errors import UserError
+from acquire.flat_fields import parse_flat_field_specs
 from acquire.hardware import ScopeDescription, describe_scope, scope
 from acquire.ome_tiff import write_ome_tiff
 from acquire.paths import check_adapter_paths, check_output_file, check_output_folder
@@ -412,6 +413,31 @@ FineObjectiveOption = Annotated[
     str | None,
     typer.Option("--fine-objective", help="Default: the objective in use."),
 ]
+FlatFieldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--flat-field",
+        help="OBJECTIVE=PATH: a TIFF or .npy image of a uniformly fluorescent "
+        "slide through that objective; its frames are divided by it before marks "
+        "are detected (evens out vignetting). Repeat for each objective.",
+    ),
+]
+DarkLevelOption = Annotated[
+    float,
+    typer.Option(
+        "--dark-level",
+        help="Camera offset (counts) subtracted before the flat-field division.",
+    ),
+]
+
+
+def _checked_dark_level(dark_level: float) -> float:
+    if not (math.isfinite(dark_level) and dark_level >= 0):
+        raise UserError(
+            f"--dark-level {dark_level} is not a camera offset",
+            "Give the camera's offset in counts (0 or more).",
+        )
+    return dark_level
 
 
 @app.command("fiducials")
@@ -429,10 +455,13 @@ def fiducials_command(
     ] = None,
     search_objective: SearchObjectiveOption = None,
     fine_objective: FineObjectiveOption = None,
+    flat_field: FlatFieldOption = None,
+    dark_level: DarkLevelOption = 0.0,
 ) -> None:
     """Find the holder's fiducial marks on this scope and write a session file."""
     if out.exists():
         raise UserError(f"{out} already exists", "Choose another --out.")
+    flats = parse_flat_field_specs(flat_field or [])
     session, found = record_fiducials(
         config,
         out,
@@ -440,6 +469,8 @@ def fiducials_command(
         targets=load_targets(targets),
         search_objective=search_objective,
         fine_objective=fine_objective,
+        flat_fields=flats,
+        dark_level=_checked_dark_level(dark_level),
         progress=lambda line: err_console.print(line, markup=False),
     )
     table = Table(title=f"fiducials on {session.scope}", box=box.SIMPLE_HEAD)
@@ -479,14 +510,19 @@ def relocate_command(
     ] = 0.1,
     search_objective: SearchObjectiveOption = None,
     fine_objective: FineObjectiveOption = None,
+    flat_field: FlatFieldOption = None,
+    dark_level: DarkLevelOption = 0.0,
 ) -> None:
     """Find the marks on this scope, fit the transform, map the session's targets."""
+    flats = parse_flat_field_specs(flat_field or [])
     transform, targets, found_here = relocate(
         session,
         config,
         max_error_fraction_of_fov=max_error_fraction,
         search_objective=search_objective,
         fine_objective=fine_objective,
+        flat_fields=flats,
+        dark_level=_checked_dark_level(dark_level),
         progress=lambda line: err_console.print(line, markup=False),
     )
     console.print(

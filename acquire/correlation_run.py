@@ -8,7 +8,7 @@ and maps the targets into its own coordinates, each with a predicted error.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +18,7 @@ import yaml
 
 from acquire.errors import UserError
 from acquire.fiducial_search import FiducialSurvey, find_fiducials
+from acquire.flat_fields import FlatField, check_flat_fields
 from acquire.hardware import objective_device, scope
 from acquire.sequence import load_sequence
 from acquire.session import CorrelationSession, Target, load_session, save_session
@@ -98,11 +99,27 @@ def survey(
     search_objective: str | None,
     fine_objective: str | None,
     progress: Progress | None,
+    flat_fields: Mapping[str, FlatField] | None = None,
+    dark_level: float = 0.0,
 ) -> FiducialSurvey:
-    """Find the holder's marks on this scope."""
+    """Find the holder's marks on this scope (frames flat-fielded if given)."""
     search, fine = _objectives(core, search_objective, fine_objective)
+    if flat_fields:
+        turret = objective_device(core) or ""  # checked by _objectives
+        check_flat_fields(
+            flat_fields,
+            objectives=[str(label) for label in core.getStateLabels(turret)],
+            frame_shape=(int(core.getImageHeight()), int(core.getImageWidth())),
+            dark_level=dark_level,
+        )
     return find_fiducials(
-        core, holder, search_objective=search, fine_objective=fine, progress=progress
+        core,
+        holder,
+        search_objective=search,
+        fine_objective=fine,
+        flat_fields=flat_fields,
+        dark_level=dark_level,
+        progress=progress,
     )
 
 
@@ -114,6 +131,8 @@ def record_fiducials(
     targets: tuple[Target, ...] = (),
     search_objective: str | None = None,
     fine_objective: str | None = None,
+    flat_fields: Mapping[str, FlatField] | None = None,
+    dark_level: float = 0.0,
     progress: Progress | None = None,
 ) -> tuple[CorrelationSession, FiducialSurvey]:
     """Scope A: find the marks and write the session file."""
@@ -124,6 +143,8 @@ def record_fiducials(
             search_objective=search_objective,
             fine_objective=fine_objective,
             progress=progress,
+            flat_fields=flat_fields,
+            dark_level=dark_level,
         )
     if len(found.marks) < 3:
         raise UserError(
@@ -165,6 +186,8 @@ def relocate(
     max_error_fraction_of_fov: float = 0.1,
     search_objective: str | None = None,
     fine_objective: str | None = None,
+    flat_fields: Mapping[str, FlatField] | None = None,
+    dark_level: float = 0.0,
     progress: Progress | None = None,
 ) -> tuple[StageTransform, tuple[RelocatedTarget, ...], FiducialSurvey]:
     """Scope B: find the marks, fit the transform, map the targets."""
@@ -183,6 +206,8 @@ def relocate(
             search_objective=search_objective,
             fine_objective=fine_objective,
             progress=progress,
+            flat_fields=flat_fields,
+            dark_level=dark_level,
         )
         fov_um = (
             min(core.getImageWidth(), core.getImageHeight()) * core.getPixelSizeUm()

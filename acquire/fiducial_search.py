@@ -27,10 +27,11 @@ from numpy.typing import NDArray
 from acquire.autofocus import FocusError, autofocus, stage_limits_of
 from acquire.calibrate import CalibrationError, calibrate_camera
 from acquire.errors import UserError
+from acquire.flat_fields import FlatField
 from acquire.hardware import snap
 from acquire.stage_limits import StageLimits
 from correlate.calibration import PixelCalibration
-from correlate.fiducials import MarkDetection, detect_marks
+from correlate.fiducials import MarkDetection, MarkDetectionError, detect_marks
 from correlate.marks import Holder
 
 if TYPE_CHECKING:
@@ -130,10 +131,19 @@ def _predict_from_two(
 class _Scope:
     """Moves, snaps and detections on one core, always inside the soft limits."""
 
-    def __init__(self, core: CMMCorePlus, holder: Holder, limits: StageLimits) -> None:
+    def __init__(
+        self,
+        core: CMMCorePlus,
+        holder: Holder,
+        limits: StageLimits,
+        flat_fields: Mapping[str, FlatField] | None = None,
+        dark_level: float = 0.0,
+    ) -> None:
         self.core = core
         self.holder = holder
         self.limits = limits
+        self.flat_fields = dict(flat_fields or {})
+        self.dark_level = dark_level
 
     def inside(self, xy: NDArray[np.float64]) -> bool:
         return self.limits.violation(float(xy[0]), float(xy[1]), None) is None
@@ -155,7 +165,23 @@ class _Scope:
     def detections(self) -> tuple[NDArray[np.float64], tuple[MarkDetection, ...]]:
         image = np.asarray(snap(self.core))
         pixel_um = float(self.core.getPixelSizeUm())
-        found = detect_marks(image, pixel_size_um=pixel_um, holder=self.holder)
+        bits = int(self.core.getImageBitDepth())
+        flat = self.flat_fields.get(_objective_label(self.core))
+        try:
+            found = detect_marks(
+                image,
+                pixel_size_um=pixel_um,
+                holder=self.holder,
+                saturation_level=float(2**bits - 1) if 0 < bits <= 32 else None,
+                flat_field=None if flat is None else flat.image,
+                dark_level=self.dark_level,
+            )
+        except MarkDetectionError as error:
+            x, y = self.xy()
+            raise FiducialSearchError(
+                f"objective {_objective_label(self.core)!r} at stage "
+                f"({x + 0.0:.1f}, {y + 0.0:.1f}) um: {error}"
+            ) from None
         usable = tuple(d for d in found if d.identity and not d.touches_border)
         return image, usable
 
@@ -163,6 +189,14 @@ class _Scope:
         turret = _objective_device(self.core)
         self.core.setStateLabel(turret, label)
         self.core.waitForDevice(turret)
+
+
+def _objective_label(core: CMMCorePlus) -> str:
+    """Label of the objective in the light path ("" without a turret)."""
+    from acquire.hardware import objective_device
+
+    turret = objective_device(core)
+    return str(core.getStateLabel(turret)) if turret else ""
 
 
 def _objective_device(core: CMMCorePlus) -> str:
@@ -399,6 +433,8 @@ def find_fiducials(
     max_fields: int = 600,
     focus_range_um: float = 240.0,
     calibrations: Mapping[str, PixelCalibration] | None = None,
+    flat_fields: Mapping[str, FlatField] | None = None,
+    dark_level: float = 0.0,
     progress: Progress | None = None,
 ) -> FiducialSurvey:
     """Find every mark of ``holder`` and measure its stage position.
@@ -421,6 +457,11 @@ def find_fiducials(
         Range of the first (coarse) autofocus on the coverslip.
     calibrations : mapping, optional
         Known calibrations by objective label; missing ones are measured.
+    flat_fields : mapping, optional
+        Flat fields by objective label (:mod:`acquire.flat_fields`): frames
+        through that objective are divided by it before marks are detected.
+    dark_level : float, optional
+        Camera offset subtracted from frame and flat field before the division.
     progress : callable, optional
         Receives one line per step, for a log pane or the terminal.
 
@@ -439,7 +480,7 @@ def find_fiducials(
     started = time.perf_counter()
     report = progress or (lambda _line: None)
     known = dict(calibrations or {})
-    scope = _Scope(core, holder, stage_limits_of(core))
+    scope = _Scope(core, holder, stage_limits_of(core), flat_fields, dark_level)
 
     scope.set_objective(search_objective)
     try:
