@@ -2,7 +2,7 @@
 
 Suites (all run by default, reported side by side):
 
-* ``own``: pairs from pairpairscope's simulated scopes (``acquire.sim.pairs``):
+* ``own``: pairs from pairscope's simulated scopes (``acquire.sim.pairs``):
   40x and 63x wide-field objectives, 41- and 21-plane stacks, the stacks'
   centre off the cell's middle in half of them;
 * ``media``: the same scopes with a water and a glycerol sample medium

@@ -10,14 +10,18 @@ really are on the wide-field stage.
 Suites: ``default`` images an evenly lit, clean coverslip; ``uneven`` turns
 on the simulator's uneven illumination (vignetting per objective and a tilted
 field) and dust and debris (scattered, and beside every mark): the settings
-in :data:`UNEVEN`.
+in :data:`UNEVEN`; ``media`` puts the cells in water under both oil
+objectives (:data:`MEDIA`): the marks lie on the coverslip's surface, the
+targets :data:`MEDIA_TARGET_HEIGHT_UM` deep in the medium, where each scope's
+focal shift (its NA) maps depth to stage z differently.
 
 Usage::
 
-    python bench/relocation.py [--quick] [--mounts N] [--suite default|uneven]
+    python bench/relocation.py [--quick] [--mounts N] [--suite default|uneven|media]
 
 Prints a table and writes ``bench/results/relocation.json`` (``--quick``:
-``relocation_quick.json``; suite ``uneven``: ``relocation_uneven.json``).
+``relocation_quick.json``; suite ``uneven``: ``relocation_uneven.json``,
+``media``: ``relocation_media.json``).
 """
 
 from __future__ import annotations
@@ -60,7 +64,15 @@ UNEVEN: dict[str, dict[str, str]] = {
         "DebrisNearMarks": "2",
     },
 }
-SUITES = ("default", "uneven")
+#: Camera properties of the ``media`` suite (docs/configs.md, sample media).
+MEDIA: dict[str, dict[str, str]] = {
+    "widefield": {"SampleMedium": "water"},
+    "confocal": {"SampleMedium": "water"},
+}
+#: Height of the targets above the glass in the ``media`` suite (the others: 2).
+MEDIA_TARGET_HEIGHT_UM = 8.0
+SUITES = ("default", "uneven", "media")
+SUITE_SETTINGS = {"default": {}, "uneven": UNEVEN, "media": MEDIA}
 _STARTED_S = time.perf_counter()
 """Start of this run, for the whole run's wall time (the quick target)."""
 
@@ -81,11 +93,10 @@ def mounted_config(
         f"\n#py Property,Camera,MountMaxTranslationUm,{max_translation_um:g}"
         "\n#py Property,Camera,RealTiming,No\n"
     )
-    if suite == "uneven":
-        text += "".join(
-            f"#py Property,Camera,{key},{value}\n"
-            for key, value in UNEVEN[name].items()
-        )
+    settings = SUITE_SETTINGS[suite].get(name, {})
+    text += "".join(
+        f"#py Property,Camera,{key},{value}\n" for key, value in settings.items()
+    )
     path = folder / f"{name}_{seed}.cfg"
     path.write_text(text)
     return path
@@ -121,13 +132,14 @@ def run_mount(
         suite,
     )
     holder = load_holder(CONFIGS / "demo_holder.json")
+    height_um = MEDIA_TARGET_HEIGHT_UM if suite == "media" else 2.0
     with scope(confocal) as core:
         n_cells = len(groundtruth.specimen_of(core).cells)
         cells = np.linspace(0, n_cells - 1, N_TARGETS).astype(int)
         targets = tuple(
             Target(
                 f"cell{c}",
-                groundtruth.stage_position_of_cell(core, int(c), height_um=2.0),
+                groundtruth.stage_position_of_cell(core, int(c), height_um=height_um),
             )
             for c in cells
         )
@@ -141,7 +153,7 @@ def run_mount(
     with scope(widefield) as core:
         truth = np.array(
             [
-                groundtruth.stage_position_of_cell(core, int(c), height_um=2.0)
+                groundtruth.stage_position_of_cell(core, int(c), height_um=height_um)
                 for c in cells
             ]
         )
@@ -216,7 +228,8 @@ def _write(
         },
         "quick": quick,
         "suite": suite,
-        "camera_settings": UNEVEN if suite == "uneven" else {},
+        "camera_settings": SUITE_SETTINGS[suite],
+        "target_height_um": MEDIA_TARGET_HEIGHT_UM if suite == "media" else 2.0,
         "run_wall_s": round(time.perf_counter() - _STARTED_S, 1),
         "summary": summary,
         "per_mount": rows,
@@ -244,7 +257,7 @@ def main() -> int:
         choices=SUITES,
         default="default",
         help="default: evenly lit, clean coverslip; uneven: vignetting, tilted "
-        "illumination, dust and debris",
+        "illumination, dust and debris; media: cells in water, targets 8 um deep",
     )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
