@@ -466,6 +466,62 @@ def test_resume_refuses_a_lost_committed_folder(dataset: Dataset) -> None:
         Dataset.resume(dataset.path, identity=IDENTITY)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges")
+@pytest.mark.parametrize("link", [".staging", ".staging/orphans"])
+def test_resume_never_empties_or_fills_a_folder_outside_the_dataset(
+    dataset: Dataset, tmp_path: Path, link: str
+) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("keep me")
+    (outside / "other.ome.zarr").mkdir()
+    linked = dataset.path / link
+    shutil.rmtree(linked, ignore_errors=True)
+    linked.parent.mkdir(exist_ok=True)
+    linked.symlink_to(outside, target_is_directory=True)
+    (dataset.path / "stray.ome.zarr").mkdir()  # an orphan resume would move
+    with pytest.raises(DatasetError, match=r"is a link to .*precious.*Remove the link"):
+        Dataset.resume(dataset.path, identity=IDENTITY)
+    assert sorted(p.name for p in outside.iterdir()) == ["notes.txt", "other.ome.zarr"]
+    assert (dataset.path / "stray.ome.zarr").is_dir()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges")
+def test_a_link_inside_staging_is_removed_as_a_link(
+    dataset: Dataset, tmp_path: Path
+) -> None:
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("keep me")
+    (dataset.path / ".staging" / "t0000_p0000_g0000.ome.zarr").symlink_to(outside)
+    Dataset.resume(dataset.path, identity=IDENTITY)
+    assert (outside / "notes.txt").read_text() == "keep me"
+    assert list((dataset.path / ".staging").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "stack", ["../outside_stack", "/tmp/abs", "a/b", "..", "con", "a\\b"]
+)
+def test_a_journal_line_naming_a_path_is_not_a_committed_stack(
+    dataset: Dataset, tmp_path: Path, stack: str
+) -> None:
+    commit_stack(dataset, "a")
+    (tmp_path / "outside_stack.ome.zarr").mkdir()
+    line = {
+        "stack": stack,
+        "path": stack + ".ome.zarr",
+        "planes": 6,
+        "committed_at": "2026-12-07T00:00:00Z",
+        "sha256": "0" * 64,
+    }
+    with (dataset.path / "journal.jsonl").open("a", encoding="utf-8") as journal:
+        journal.write(json.dumps(line) + "\n")
+    resumed = Dataset.resume(dataset.path, identity=IDENTITY)
+    assert resumed.committed() == {"a"}
+    assert resumed.manifest["resumes"][-1]["journal_lines_skipped"] == 1
+    assert (tmp_path / "outside_stack.ome.zarr").is_dir()
+
+
 def test_stray_folder_blocks_begin_until_resume(dataset: Dataset) -> None:
     stray = dataset.stack_path("a")
     stray.mkdir()

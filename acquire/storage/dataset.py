@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import shutil
 import threading
 import weakref
@@ -166,6 +167,7 @@ class Dataset:
                     "Restore the folder from a backup, or start a new dataset in "
                     "an empty folder.",
                 )
+        _refuse_links(path)
         try:
             removed = _clean_staging(path)
             orphans = _quarantine_orphans(path, committed)
@@ -376,15 +378,41 @@ class Dataset:
             return final
 
 
+def _refuse_links(dataset: Path) -> None:
+    """Refuse a ``.staging`` or ``.staging/orphans`` that is a link.
+
+    Both are emptied or filled by pairscope: through a link (a symbolic link
+    or a Windows junction) that would delete or move files outside the dataset.
+    """
+    for folder in (dataset / STAGING_NAME, dataset / STAGING_NAME / ORPHANS_NAME):
+        if folder.is_symlink() or _is_junction(folder):
+            raise DatasetError(
+                f"{folder} is a link to {folder.resolve()}: pairscope deletes and "
+                "moves files in it, and only ever inside the dataset",
+                f"Remove the link (the folder it points to is left as it is), then "
+                f"resume; pairscope recreates {folder.name} as a plain folder.",
+            )
+
+
+def _is_junction(path: Path) -> bool:
+    is_junction = getattr(os.path, "isjunction", None)  # Python 3.12+
+    return bool(is_junction(path)) if is_junction is not None else False
+
+
 def _clean_staging(dataset: Path) -> list[str]:
-    """Empty ``.staging`` except ``orphans``; drop stray manifest temp files."""
+    """Empty ``.staging`` except ``orphans``; drop stray manifest temp files.
+
+    A link inside ``.staging`` is removed as a link: what it points to stays.
+    """
     staging = dataset / STAGING_NAME
     staging.mkdir(exist_ok=True)
     removed: list[str] = []
     for entry in sorted(staging.iterdir()):
         if entry.name == ORPHANS_NAME:
             continue
-        if entry.is_dir():
+        if entry.is_symlink() or _is_junction(entry):
+            entry.unlink()
+        elif entry.is_dir():
             shutil.rmtree(entry)
         else:
             entry.unlink()

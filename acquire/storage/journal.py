@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from acquire.storage.spec import STACK_SUFFIX, is_stack_name
+
 __all__ = ["REQUIRED_KEYS", "Journal", "JournalContents"]
 
 #: Keys (and their types) that make a line a complete journal entry.
@@ -116,7 +118,12 @@ class Journal:
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:
-    """Return the entry on one line, or None if it is not a complete entry."""
+    """Return the entry on one line, or None if it is not a complete entry.
+
+    An entry whose stack is not a plain folder name of this dataset (a path,
+    '..', an absolute name) is not one pairscope wrote: it is never counted
+    as committed, so no stack is read or kept from outside the dataset.
+    """
     try:
         value = json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -126,4 +133,8 @@ def _parse(line: bytes) -> dict[str, Any] | None:
     for key, kind in REQUIRED_KEYS.items():
         if not isinstance(value.get(key), kind) or isinstance(value.get(key), bool):
             return None
+    if not is_stack_name(value["stack"]) or value["path"] != (
+        value["stack"] + STACK_SUFFIX
+    ):
+        return None
     return value

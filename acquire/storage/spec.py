@@ -10,7 +10,7 @@ import numpy as np
 
 from acquire.storage.errors import DatasetError
 
-__all__ = ["STACK_SUFFIX", "StackSpec"]
+__all__ = ["STACK_SUFFIX", "StackSpec", "is_stack_name"]
 
 #: Folder suffix of a stack inside a dataset.
 STACK_SUFFIX = ".ome.zarr"
@@ -22,6 +22,29 @@ _WINDOWS_RESERVED = frozenset(
     | {f"com{i}" for i in range(10)}
     | {f"lpt{i}" for i in range(10)}
 )
+
+
+def is_stack_name(name: object) -> bool:
+    """Whether ``name`` can name a stack folder inside a dataset.
+
+    Parameters
+    ----------
+    name : object
+        A candidate name (a journal line may hold anything).
+
+    Returns
+    -------
+    bool
+        True for 1-100 letters, digits, '_' or '-', starting with a letter or
+        digit, and not a Windows device name: never a path (no separators,
+        no '..').
+
+    """
+    return (
+        isinstance(name, str)
+        and _NAME.fullmatch(name) is not None
+        and name.lower() not in _WINDOWS_RESERVED
+    )
 
 
 @dataclass(frozen=True)
