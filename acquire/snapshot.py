@@ -6,12 +6,14 @@ camera's limits, a stage position out of travel) are the user's error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from acquire.autofocus import stage_limits_of
 from acquire.errors import UserError
 from acquire.hardware import describe_scope, scope, set_objective, snap
 from acquire.ome_tiff import OmeImage
@@ -69,6 +71,26 @@ def check_camera_exposure(core: CMMCorePlus, exposure_ms: float) -> None:
     )
 
 
+def _check_soft_limits(
+    core: CMMCorePlus, xy: tuple[float, float] | None, z: float | None
+) -> None:
+    """Refuse a position outside the config's stage soft limits before moving."""
+    for option, values in (("--xy", xy), ("--z", None if z is None else (z,))):
+        if values is not None and not all(math.isfinite(v) for v in values):
+            raise UserError(
+                f"{option} {' '.join(f'{v:g}' for v in values)} is not a position",
+                "Give finite stage coordinates in um.",
+            )
+    x, y = (None, None) if xy is None else (float(xy[0]), float(xy[1]))
+    problem = stage_limits_of(core).violation(x, y, None if z is None else float(z))
+    if problem:
+        raise UserError(
+            f"refusing to move the stage: {problem}",
+            "Choose a position inside the soft limits of the config's "
+            "#pairscope StageLimitsUm lines (docs/configs.md).",
+        )
+
+
 def take_snapshot(
     config: Path,
     adapter_paths: list[Path] | None,
@@ -105,8 +127,8 @@ def take_snapshot(
     Raises
     ------
     UserError
-        An unknown objective, a value a device rejects, or an objective
-        without a pixel size.
+        An unknown objective, a value a device rejects, a position outside
+        the stage's soft limits, or an objective without a pixel size.
     ConfigError
         The configuration does not load.
 
@@ -120,6 +142,7 @@ def take_snapshot(
                     f"--objective: {exc}", "Run `pairscope info`."
                 ) from None
         check_camera_exposure(core, exposure_ms)
+        _check_soft_limits(core, xy, z)
         _apply("--exposure-ms", lambda: core.setExposure(exposure_ms))
         if xy is not None:
             _apply("--xy", lambda: core.setXYPosition(*xy))

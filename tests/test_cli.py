@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from typer.testing import CliRunner
 
 from acquire import __version__
+from acquire.cli import app
 
 CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
@@ -245,3 +248,34 @@ def test_snap_checks_the_cameras_own_exposure_limits(tmp_path: Path) -> None:
     )  # fmt: skip
     assert_user_error(result, "--exposure-ms", "'Camera'", "0 < exposure <= 10000 ms")
     assert not (tmp_path / "x.ome.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("position", "needles"),
+    [
+        (["--xy", "1e9", "1e9"], ["refusing to move the stage", "StageLimitsUm"]),
+        (["--z", "1e5"], ["refusing to move the stage", "StageLimitsUm"]),
+        (["--xy", "nan", "0"], ["--xy nan is not valid"]),
+    ],
+)
+def test_snap_never_sends_the_stage_past_its_soft_limits(
+    tmp_path: Path, position: list[str], needles: list[str]
+) -> None:
+    out = tmp_path / "x.ome.tif"
+    args = ["snap", "--config", str(WIDEFIELD), "--out", str(out), *position]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    for needle in needles:
+        assert needle in result.output
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_take_snapshot_refuses_a_position_that_is_not_finite() -> None:
+    from acquire.errors import UserError
+    from acquire.snapshot import take_snapshot
+
+    with pytest.raises(UserError, match=r"--z inf is not a position"):
+        take_snapshot(
+            WIDEFIELD, None, exposure_ms=10.0, objective=None, xy=None, z=math.inf
+        )
