@@ -522,6 +522,37 @@ def test_a_journal_line_naming_a_path_is_not_a_committed_stack(
     assert (tmp_path / "outside_stack.ome.zarr").is_dir()
 
 
+@pytest.mark.parametrize("damage", ["missing chunk", "random bytes", "one bit"])
+def test_a_damaged_stack_is_refused_when_read(dataset: Dataset, damage: str) -> None:
+    from acquire.storage.reader import read_stack
+
+    path = commit_stack(dataset, "a")
+    intact = read_stack(dataset.path, "a").data
+    np.testing.assert_array_equal(intact, expected_stack(make_spec("a")))
+    chunks = sorted((path / "0").glob("c.*"))  # chunk key separator "."
+    assert len(chunks) == 6  # one chunk per plane (c, z)
+    chunk = chunks[3]
+    raw = chunk.read_bytes()
+    if damage == "missing chunk":
+        chunk.unlink()  # zarr reads it back as the fill value
+    elif damage == "random bytes":
+        chunk.write_bytes(np.random.default_rng(0).bytes(len(raw)))
+    else:
+        chunk.write_bytes(bytes([raw[0] ^ 1]) + raw[1:])
+    with pytest.raises(DatasetError, match=r"stack 'a' of .* is damaged"):
+        read_stack(dataset.path, "a")
+
+
+def test_a_stack_missing_from_the_journal_is_not_read(dataset: Dataset) -> None:
+    from acquire.storage.reader import read_stack
+
+    commit_stack(dataset, "a")
+    journal = dataset.path / "journal.jsonl"
+    journal.write_text("", encoding="utf-8")
+    with pytest.raises(DatasetError, match=r"stack 'a' .* is not in the dataset's"):
+        read_stack(dataset.path, "a")
+
+
 def test_stray_folder_blocks_begin_until_resume(dataset: Dataset) -> None:
     stray = dataset.stack_path("a")
     stray.mkdir()

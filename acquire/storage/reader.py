@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,7 @@ def read_stack(dataset: Path, name: str) -> StoredStack:
             f"{path}: expected a (c, z, y, x) stack, found shape {data.shape}",
             "Give a stack written by pairscope acquire.",
         )
+    _verify_checksum(Path(dataset), name, data)
     return StoredStack(
         name=name,
         path=path,
@@ -152,3 +154,29 @@ def read_stack(dataset: Path, name: str) -> StoredStack:
         scope_name=str(attributes.get("scope_name", "")),
         planes=list(attributes.get("planes", [])),
     )
+
+
+def _verify_checksum(dataset: Path, name: str, data: NDArray[Any]) -> None:
+    """Compare the pixels with the SHA-256 the journal recorded at commit.
+
+    A missing chunk reads as the fill value and a damaged one as other
+    pixels: either changes the checksum, so the stack is refused rather than
+    used.
+    """
+    entries = Journal(dataset / "journal.jsonl").read().entries
+    recorded = [str(e["sha256"]) for e in entries if e["stack"] == name]
+    if not recorded:
+        raise DatasetError(
+            f"stack {name!r} of {dataset} is not in the dataset's journal",
+            "Only committed stacks are read; resume the acquisition to finish it.",
+        )
+    stored = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+    actual = hashlib.sha256(stored.tobytes()).hexdigest()
+    if actual != recorded[-1]:
+        raise DatasetError(
+            f"stack {name!r} of {dataset} is damaged: its pixels do not match the "
+            "checksum recorded when it was committed (a chunk is missing or "
+            "changed)",
+            "Restore the stack's folder from a backup or acquire it again; it is "
+            "not used.",
+        )
