@@ -147,6 +147,7 @@ def build_pairs_offline(
     )
     predicted = {name: pairer.predicted_stage(name) for name in partners}
     outcomes = []
+    already = 0
     for name in committed_stacks(widefield_dataset):
         stack = WidefieldStack.from_stored(read_stack(widefield_dataset, name))
         if confocal_tiffs:
@@ -158,7 +159,16 @@ def build_pairs_offline(
         elif stack.position_name not in partners:
             say(f"{name}: no confocal stack at {stack.position_name!r}; skipped")
             continue
+        done = pairer.database.pair_of_sources(
+            stack.source, partners[stack.position_name].meta.source
+        )
+        if done is not None:
+            say(f"{name}: already in the database as pair {done}; skipped")
+            already += 1
+            continue
         outcome = pairer.pair(stack)
         say(f"{name}: {'paired' if outcome.accepted else 'flagged'} ({outcome.reason})")
         outcomes.append(outcome)
+    if already:
+        say(f"{already} stacks were paired before and skipped; {len(outcomes)} new")
     return outcomes

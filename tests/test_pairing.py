@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import yaml
 from acquire_helpers import pairscope
+from typer.testing import CliRunner
 
+from acquire.cli import app
 from acquire.correlation_run import load_holder, load_targets, record_fiducials
 from acquire.hardware import scope
 from acquire.ome_tiff import OmeImage, write_ome_tiff
@@ -178,6 +180,16 @@ def test_pairs_cli_lists_shows_and_builds(
     assert again.returncode == 0, again.stderr
     rebuilt = PairDatabase.open(tmp_path / "again").records(accepted_only=False)
     assert len(rebuilt) == len(CELLS)
+    # an interrupted build (a pair lost) run again completes what is missing
+    # and skips, without registering again, what is done
+    PairDatabase.open(tmp_path / "again").remove_pair(rebuilt[0].pair_id)
+    build = ["pairs", "build", "--widefield", str(wf), "--db", str(tmp_path / "again")]
+    rerun = CliRunner().invoke(app, build)
+    assert rerun.exit_code == 0, rerun.output
+    skipped = f"{len(CELLS) - 1} stacks were paired before and skipped; 1 new"
+    assert skipped in rerun.output
+    completed = PairDatabase.open(tmp_path / "again").records(accepted_only=False)
+    assert {r.pair_id for r in completed} == {r.pair_id for r in rebuilt}
 
     # a confocal that Micro-Manager does not drive exports OME-TIFF (ZEN):
     # stage positions and voxel sizes come from the OME metadata only

@@ -315,6 +315,47 @@ class PairDatabase:
                 "database is unchanged.",
             ) from exc
 
+    def pair_of_sources(
+        self, widefield_source: str, confocal_source: str
+    ) -> str | None:
+        """The pair already made from these two stacks, if any.
+
+        A build that was interrupted, or is run again, finds what it made
+        before without registering the stacks again.
+
+        Parameters
+        ----------
+        widefield_source, confocal_source : str
+            The stacks' ``StackMeta.source`` (a path, absolute or relative to
+            the current folder, or any other text the pair was added with).
+
+        Returns
+        -------
+        str or None
+            Pair id, or None when no pair (accepted or flagged) was made from
+            exactly these two stacks.
+
+        """
+        wanted = (self._source_key(widefield_source), self._source_key(confocal_source))
+        for record in self.records(accepted_only=False):
+            stored = (
+                self._source_key(record.widefield.source, stored=True),
+                self._source_key(record.confocal.source, stored=True),
+            )
+            if stored == wanted:
+                return record.pair_id
+        return None
+
+    def _source_key(self, source: str, *, stored: bool = False) -> str:
+        """A source as an absolute path (stored relative ones are to the root)."""
+        path = Path(source)
+        if stored and not path.is_absolute():
+            path = self._root / path
+        try:
+            return str(path.resolve())
+        except (OSError, RuntimeError, ValueError):
+            return source
+
     def records(
         self, split: str | None = None, *, accepted_only: bool = True
     ) -> list[PairRecord]:
