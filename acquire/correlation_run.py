@@ -8,6 +8,7 @@ and maps the targets into its own coordinates, each with a predicted error.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ def load_holder(path: Path) -> Holder:
     """Read a holder description (JSON, as `hardware_configs/demo_holder.json`)."""
     try:
         data = json.loads(Path(path).read_text())
-        return Holder.from_dict(data)
+        holder = Holder.from_dict(data)
     except FileNotFoundError:
         raise UserError(
             f"{path}: no such holder file", "Check the --holder path."
@@ -45,6 +46,13 @@ def load_holder(path: Path) -> Holder:
             f"{path} is not a holder description: {error}",
             "Give a JSON file like hardware_configs/demo_holder.json.",
         ) from None
+    if not holder.marks:
+        raise UserError(
+            f"{path} describes no marks",
+            'List the holder\'s fiducial marks under "marks" (see '
+            "hardware_configs/demo_holder.json).",
+        )
+    return holder
 
 
 def load_targets(path: Path | None) -> tuple[Target, ...]:
@@ -58,6 +66,12 @@ def load_targets(path: Path | None) -> tuple[Target, ...]:
             raise UserError(
                 f"{path}: stage position {index} has no x, y and z",
                 "Give every target position all three coordinates.",
+            )
+        if not all(math.isfinite(v) for v in (position.x, position.y, position.z)):
+            raise UserError(
+                f"{path}: stage position {index} is not finite "
+                f"({position.x}, {position.y}, {position.z})",
+                "Give every target position finite x, y and z in um.",
             )
         name = position.name or f"target{index}"
         targets.append(Target(name, (position.x, position.y, position.z)))

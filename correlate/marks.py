@@ -381,6 +381,10 @@ def nominal_mark_positions(
     return positions[:n_marks]
 
 
+MAX_MARK_SIZE_UM = 10_000.0
+"""Largest mark a holder may describe (1 cm: any larger is a typo in units)."""
+
+
 @dataclass(frozen=True)
 class MarkSpec:
     """One mark as the holder's datasheet describes it.
@@ -410,8 +414,18 @@ class MarkSpec:
         _shape(self.shape)
         if not self.identity:
             raise ValueError("a mark needs a non-empty identity")
-        if not (math.isfinite(self.size_um) and self.size_um > 0):
-            raise ValueError(f"size_um must be positive, got {self.size_um}")
+        if not (math.isfinite(self.size_um) and 0 < self.size_um <= MAX_MARK_SIZE_UM):
+            raise ValueError(
+                f"size_um of mark {self.identity!r} must lie in (0, "
+                f"{MAX_MARK_SIZE_UM:g}] um, got {self.size_um}"
+            )
+        values = (*self.nominal_centre_um, self.orientation_deg)
+        if len(self.nominal_centre_um) != 2 or not all(map(math.isfinite, values)):
+            raise ValueError(
+                f"mark {self.identity!r} needs a finite nominal_centre_um (x, y) and "
+                f"orientation_deg, got {self.nominal_centre_um} and "
+                f"{self.orientation_deg}"
+            )
 
     @property
     def scale(self) -> float:
@@ -500,6 +514,7 @@ class Holder:
 
 __all__ = [
     "MARK_INSET_UM",
+    "MAX_MARK_SIZE_UM",
     "SHAPES",
     "SHAPE_ORDER",
     "Holder",

@@ -13,6 +13,7 @@ from acquire_helpers import pairscope
 from acquire.correlation_run import (
     RelocatedTarget,
     load_holder,
+    load_targets,
     record_fiducials,
     relocate,
 )
@@ -210,6 +211,43 @@ def test_bad_holder_and_session_files_are_refused(tmp_path: Path) -> None:
     other.write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(UserError, match="not a pairscope correlation session"):
         load_session(other)
+
+
+def _mark(**changes: object) -> dict[str, object]:
+    mark: dict[str, object] = {
+        "identity": "F0-disc",
+        "shape": "disc",
+        "size_um": 40.0,
+        "nominal_centre_um": [0.0, 0.0],
+    }
+    return {**mark, **changes}
+
+
+@pytest.mark.parametrize(
+    ("marks", "message"),
+    [
+        ([], "describes no marks"),
+        ([_mark(size_um=1e30)], r"size_um of mark 'F0-disc' must lie in \(0, 10000\]"),
+        ([_mark(size_um=-3)], "must lie in"),
+        ([_mark(nominal_centre_um=[float("inf"), 0])], "finite nominal_centre_um"),
+        ([_mark(orientation_deg=float("nan"))], "finite nominal_centre_um"),
+        ([_mark(nominal_centre_um=[1, 2, 3])], "holder"),
+    ],
+)
+def test_holders_that_cannot_be_searched_for_are_refused_before_the_search(
+    tmp_path: Path, marks: list[dict[str, object]], message: str
+) -> None:
+    holder = tmp_path / "holder.json"
+    holder.write_text(json.dumps({"marks": marks}))  # writes inf/nan as JSON does
+    with pytest.raises(UserError, match=message):
+        load_holder(holder)
+
+
+def test_a_target_that_is_not_finite_is_refused(tmp_path: Path) -> None:
+    sequence = tmp_path / "targets.yaml"
+    sequence.write_text("stage_positions:\n  - {x: 1.0, y: .nan, z: 0.0}\n")
+    with pytest.raises(UserError, match=r"stage position 0 is not finite"):
+        load_targets(sequence)
 
 
 def test_occlusion_properties_are_checked() -> None:
