@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,7 +118,8 @@ class CorrelationSession:
                 },
                 metadata=dict(data.get("metadata", {})),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            # AttributeError: a mapping given as a list ("marks": [...])
             raise SessionError(
                 f"{source} is damaged: {error}", "Write the session again on scope A."
             ) from None
@@ -125,6 +127,8 @@ class CorrelationSession:
 
 def _xyz(values: Any) -> tuple[float, float, float]:
     x, y, z = (float(v) for v in values)
+    if not all(math.isfinite(v) for v in (x, y, z)):
+        raise ValueError(f"stage position {[x, y, z]} is not finite")
     return (x, y, z)
 
 
@@ -139,7 +143,14 @@ def save_session(
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(session.to_dict(), indent=2) + "\n")
+    try:
+        text = json.dumps(session.to_dict(), indent=2, allow_nan=False)
+    except ValueError as error:
+        raise SessionError(
+            f"cannot write {path}: a position or calibration is not finite ({error})",
+            "Check the targets and the marks found; nothing was written.",
+        ) from None
+    tmp.write_text(text + "\n")
     tmp.replace(path)
 
 

@@ -250,6 +250,36 @@ def test_a_target_that_is_not_finite_is_refused(tmp_path: Path) -> None:
         load_targets(sequence)
 
 
+def test_damaged_sessions_are_refused_with_one_message(tmp_path: Path) -> None:
+    from acquire.session import CorrelationSession, save_session
+
+    holder = load_holder(HOLDER)
+    marks = {m.identity: (0.0, 0.0, 0.0) for m in holder.marks}
+    session = CorrelationSession(scope="a", holder=holder, marks=marks)
+    good = tmp_path / "good.json"
+    save_session(good, session)
+    data = json.loads(good.read_text())
+    for name, change in (
+        ("list", {"marks": [[0, 0, 0]]}),
+        ("nan", {"marks": {**data["marks"], "F0-disc": [float("nan"), 0, 0]}}),
+        ("target", {"targets": [{"name": "c", "stage_xyz_um": [0, "inf", 0]}]}),
+    ):
+        broken = tmp_path / f"{name}.json"
+        broken.write_text(json.dumps({**data, **change}))
+        with pytest.raises(UserError, match=rf"{name}\.json is damaged"):
+            load_session(broken)
+    # a session holding a position that is not finite is never written
+    nan_target = CorrelationSession(
+        scope="a",
+        holder=holder,
+        marks=marks,
+        targets=(Target("c", (0.0, float("nan"), 0.0)),),
+    )
+    with pytest.raises(UserError, match="not finite"):
+        save_session(tmp_path / "nan.json", nan_target, overwrite=True)
+    assert json.loads((tmp_path / "nan.json").read_text())["marks"]  # kept as was
+
+
 def test_occlusion_properties_are_checked() -> None:
     from acquire.sim.occlusion import Decoy, parse_decoy, parse_hidden
     from acquire.sim.specimen import generate_specimen
