@@ -28,6 +28,7 @@ from acquire.cli_enhance import enhance, evaluate, train
 from acquire.cli_gui import gui
 from acquire.cli_pairs import pairs_app
 from acquire.correlation_run import (
+    check_export,
     export_sequence,
     load_holder,
     load_targets,
@@ -514,6 +515,7 @@ def relocate_command(
     dark_level: DarkLevelOption = 0.0,
 ) -> None:
     """Find the marks on this scope, fit the transform, map the session's targets."""
+    check_export(export, template)  # before minutes of scope work
     flats = parse_flat_field_specs(flat_field or [])
     transform, targets, found_here = relocate(
         session,

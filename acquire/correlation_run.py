@@ -252,6 +252,34 @@ def relocate(
     return transform, tuple(relocated), found
 
 
+def check_export(path: Path | None, template: Path | None) -> None:
+    """Refuse an ``--export`` or ``--template`` that would fail after relocating.
+
+    Raises
+    ------
+    UserError
+        The export file exists or its folder does not; the template is not a
+        sequence (one message naming the file and what is wrong).
+
+    """
+    if template is not None:
+        if path is None:
+            raise UserError(
+                "--template is used only with --export",
+                "Add --export PATH, or leave --template out.",
+            )
+        load_sequence(template)  # its own clear message if it is not a sequence
+    if path is None:
+        return
+    if Path(path).exists():
+        raise UserError(f"{path} already exists", "Choose another --export path.")
+    if not Path(path).absolute().parent.is_dir():
+        raise UserError(
+            f"the folder of --export {path} does not exist",
+            "Create it first, or choose another --export path.",
+        )
+
+
 def export_sequence(
     path: Path, targets: tuple[RelocatedTarget, ...], *, template: Path | None
 ) -> None:

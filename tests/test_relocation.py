@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import yaml
 from acquire_helpers import pairscope
+from typer.testing import CliRunner
 
 from acquire.correlation_run import (
     RelocatedTarget,
@@ -182,6 +183,41 @@ def test_search_never_leaves_the_soft_limits(tmp_path: Path) -> None:
         close_core(core)
     assert visited
     assert all(abs(x) <= 300.001 and abs(y) <= 300.001 for x, y in visited)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--export", "exists.yaml"], "exists.yaml already exists"),
+        (["--export", "nowhere/out.yaml"], "the folder of --export"),
+        (["--export", "out.yaml", "--template", "bad.yaml"], "bad.yaml"),
+        (["--template", "good.yaml"], "--template is used only with --export"),
+    ],
+)
+def test_export_options_are_checked_before_the_search(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    message: str,
+) -> None:
+    import acquire.cli as cli
+
+    def no_search(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the relocation ran before the options were checked")
+
+    monkeypatch.setattr(cli, "relocate", no_search)
+    monkeypatch.chdir(tmp_path)
+    Path("exists.yaml").write_text("x: 1\n")
+    Path("bad.yaml").write_text("z_plan: {range: 2, stpe: 0.5}\n")
+    Path("good.yaml").write_text("z_plan: {range: 2, step: 0.5}\n")
+    session = Path("session.json")
+    session.write_text("{}")
+    result = CliRunner().invoke(
+        cli.app, ["relocate", str(session), "--config", "x.cfg", *options]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert Path("exists.yaml").read_text() == "x: 1\n"
 
 
 def test_too_few_marks_in_a_session_is_a_clear_error(tmp_path: Path) -> None:
