@@ -25,6 +25,7 @@ from acquire.controller import (
     PositionOffset,
 )
 from acquire.engine import RetryPolicy
+from acquire.errors import UserError
 from acquire.hardware import scope
 from acquire.sequence import (
     AcquisitionPlan,
@@ -80,9 +81,42 @@ def scope_identity(core: CMMCorePlus, config_path: Path) -> dict[str, Any]:
     }
 
 
+def check_channel_presets(
+    core: CMMCorePlus, sequence: useq.MDASequence, *, where: Path
+) -> None:
+    """Refuse channels whose preset this scope does not have, before any work.
+
+    Found mid-run, an unknown preset stopped the acquisition with a dataset
+    that only the unchanged (wrong) sequence could resume.
+
+    Raises
+    ------
+    UserError
+        Naming the channel, its group and the presets the group has.
+
+    """
+    for index, channel in enumerate(sequence.channels):
+        group = channel.group or str(core.getChannelGroup())
+        if not group or not core.isGroupDefined(group):
+            groups = sorted(str(g) for g in core.getAvailableConfigGroups())
+            raise UserError(
+                f"{where}: channels[{index}] ({channel.config!r}) needs the "
+                f"configuration group {group!r}, which this scope does not define",
+                f"Set 'group:' to one of {groups}.",
+            )
+        presets = [str(p) for p in core.getAvailableConfigs(group)]
+        if channel.config not in presets:
+            raise UserError(
+                f"{where}: channels[{index}] asks for preset {channel.config!r} of "
+                f"group {group!r}, which this scope does not have",
+                f"Use one of {presets}.",
+            )
+
+
 def build_plan(core: CMMCorePlus, request: AcquisitionRequest) -> AcquisitionPlan:
     """Validate the sequence against this scope and the caps."""
     sequence = load_sequence(request.sequence_path)
+    check_channel_presets(core, sequence, where=request.sequence_path)
     return plan_acquisition(
         sequence,
         frame_shape=(int(core.getImageHeight()), int(core.getImageWidth())),

@@ -220,6 +220,8 @@ def test_dry_run_moves_nothing_and_writes_nothing(
         ("z_plan: {range: 2, step: 0}\n", "step"),
         ("stage_positions: [{x: 1e9, y: 0, z: 0}]\n", "limit"),
         ("z_plan: [range: 2\n", "line"),
+        ("channels: [{config: mCherry}]\n", "preset 'mCherry' of group 'Channel'"),
+        ("channels: [{config: GFP, group: Lasers}]\n", "group 'Lasers'"),
     ],
 )
 def test_bad_sequences_are_refused_with_one_clear_message(
