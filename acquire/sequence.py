@@ -61,6 +61,11 @@ __all__ = [
 ]
 
 _JSON_SUFFIXES = frozenset({".json"})
+#: Largest sequence file read (a sequence of 20 000 positions is about 1 MB).
+MAX_SEQUENCE_BYTES = 4 * 1024 * 1024
+#: Most values a sequence may hold once YAML aliases are expanded (a few
+#: anchors can otherwise stand for billions of values: the "billion laughs").
+MAX_SEQUENCE_VALUES = 200_000
 
 
 def load_sequence(path: Path | str) -> useq.MDASequence:
@@ -95,6 +100,17 @@ def load_sequence(path: Path | str) -> useq.MDASequence:
         raise SequenceError(
             "This is a folder, not a sequence file",
             "Give the .yaml or .json file inside it.",
+            path=file,
+        )
+    try:
+        size = file.stat().st_size
+    except OSError:
+        size = 0  # unreadable: said below, by the read
+    if size > MAX_SEQUENCE_BYTES:
+        raise SequenceError(
+            f"The sequence file is {size / 1e6:.1f} MB, more than the "
+            f"{MAX_SEQUENCE_BYTES / 1e6:.1f} MB a sequence may be",
+            "Split the positions over several sequences, or use a grid_plan.",
             path=file,
         )
     try:
@@ -143,7 +159,15 @@ def parse_sequence(text: str, *, source: str = "<string>") -> useq.MDASequence:
 def _parse_yaml(text: str, path: Path | None, name: str) -> useq.MDASequence:
     """Read YAML text into data and build the sequence."""
     try:
+        _check_expanded_size(text, path, name)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise SequenceError(
+            "The sequence is nested too deeply to be a sequence",
+            "Check the file: a sequence nests a few levels, not thousands.",
+            path=path,
+            source=None if path is not None else name,
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         detail = " ".join(str(exc.problem or exc.context or "").split())
@@ -167,10 +191,49 @@ def _parse_yaml(text: str, path: Path | None, name: str) -> useq.MDASequence:
     return _build(data, _source(text, path, name))
 
 
+def _check_expanded_size(text: str, path: Path | None, name: str) -> None:
+    """Refuse YAML whose aliases expand to more than MAX_SEQUENCE_VALUES values.
+
+    The composed tree shares the node an alias names, so counting with one
+    entry per node (not per path to it) costs as little as the text is long.
+    """
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    sizes: dict[int, int] = {}
+
+    def expanded(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = MAX_SEQUENCE_VALUES + 1  # a cycle counts as too many
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(expanded(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(expanded(k) + expanded(v) for k, v in node.value)
+        sizes[id(node)] = min(total, MAX_SEQUENCE_VALUES + 1)
+        return sizes[id(node)]
+
+    if root is not None and expanded(root) > MAX_SEQUENCE_VALUES:
+        raise SequenceError(
+            f"The sequence stands for more than {MAX_SEQUENCE_VALUES} values once "
+            "its YAML aliases (*name) are expanded",
+            "Write the values out, or use fewer aliases; a sequence this large "
+            "is not one a microscope can run.",
+            path=path,
+            source=None if path is not None else name,
+        )
+
+
 def _read_json(text: str, path: Path) -> Any:
     """Read JSON text, with the line of a syntax error."""
     try:
         return json.loads(text)
+    except RecursionError:
+        raise SequenceError(
+            "The sequence is nested too deeply to be a sequence",
+            "Check the file: a sequence nests a few levels, not thousands.",
+            path=path,
+        ) from None
     except json.JSONDecodeError as exc:
         raise SequenceError(
             f"The sequence is not valid JSON: {exc.msg} (column {exc.colno})",

@@ -686,3 +686,45 @@ def test_relative_z_plan_without_a_position_z_is_refused() -> None:
     parse_sequence(
         "stage_positions: [{x: 1, y: 2}]\nz_plan: {top: 4, bottom: 0, step: 1}\n"
     )
+
+
+# -- unbounded input ----------------------------------------------------------
+
+
+def _alias_bomb(levels: int) -> str:
+    """Each level lists the previous one ten times: 10**levels leaves."""
+    lines = ["metadata:", "  l0: &l0 [" + ", ".join(["lol"] * 10) + "]"]
+    for level in range(1, levels + 1):
+        refs = ", ".join([f"*l{level - 1}"] * 10)
+        lines.append(f"  l{level}: &l{level} [{refs}]")
+    return "\n".join(lines) + "\nchannels: [GFP]\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    text = _alias_bomb(9)  # 10**9 values from under 1 kB
+    assert len(text) < 1000
+    started = time.perf_counter()
+    err = load_error(tmp_path, text)
+    assert time.perf_counter() - started < 5.0  # refused, not expanded
+    assert "more than 200000 values" in err.what
+    # a few aliases are fine: 10**3 leaves
+    assert load_sequence(write(tmp_path, _alias_bomb(3), "small.yaml")).channels
+
+
+def test_a_sequence_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("stage_positions:\n")
+        handle.write("  - {x: 1, y: 2, z: 3}\n" * 200_000)  # 4.6 MB
+    with pytest.raises(SequenceError, match=r"MB, more than the 4\.2 MB"):
+        load_sequence(path)
+
+
+@pytest.mark.parametrize("name", ["deep.json", "deep.yaml"])
+def test_a_deeply_nested_file_is_one_message_not_a_crash(
+    tmp_path: Path, name: str
+) -> None:
+    depth = 100_000
+    text = '{"metadata": ' + "[" * depth + "]" * depth + "}"
+    err = load_error(tmp_path, text, name)
+    assert "nested too deeply" in err.what
