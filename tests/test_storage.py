@@ -553,6 +553,30 @@ def test_a_stack_missing_from_the_journal_is_not_read(dataset: Dataset) -> None:
         read_stack(dataset.path, "a")
 
 
+def test_a_torn_line_is_a_crash_but_other_lines_are_a_damaged_journal(
+    dataset: Dataset,
+) -> None:
+    from acquire.storage.reader import committed_stacks
+
+    commit_stack(dataset, "a")
+    journal = dataset.path / "journal.jsonl"
+    intact = journal.read_bytes()
+    # a crash mid-append, then a resumed run's append: the torn start of an
+    # entry ends up in the middle of the file, and is no damage
+    journal.write_bytes(intact + b'{"stack": "b", "pa')
+    resumed = Dataset.resume(dataset.path, identity=IDENTITY)
+    commit_stack(resumed, "c")
+    assert committed_stacks(dataset.path) == ("a", "c")
+    for bad in (b"\x00" * 40 + b"\n", b"not a journal\n", b'{"stack": 3}\n'):
+        journal.write_bytes(intact + bad)
+        with pytest.raises(DatasetError, match=r"journal of .* is damaged: line"):
+            committed_stacks(dataset.path)
+    # a journal that is all garbage is not "no stacks"
+    journal.write_bytes(b"\xff\xfe garbage\n" * 3)
+    with pytest.raises(DatasetError, match=r"line\(s\) 1, 2, 3 are not entries"):
+        committed_stacks(dataset.path)
+
+
 def test_stray_folder_blocks_begin_until_resume(dataset: Dataset) -> None:
     stray = dataset.stack_path("a")
     stray.mkdir()

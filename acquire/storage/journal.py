@@ -42,11 +42,16 @@ class JournalContents:
         Complete entries, in the order they were appended.
     skipped_lines : int
         Lines that are not complete entries (torn by a crash mid-append).
+    damaged_lines : tuple of int
+        1-based numbers of the skipped lines a crash cannot explain (not the
+        cut-short start of an entry): something other than pairscope changed
+        the journal.
 
     """
 
     entries: tuple[dict[str, Any], ...]
     skipped_lines: int
+    damaged_lines: tuple[int, ...] = ()
 
     @property
     def stacks(self) -> frozenset[str]:
@@ -82,15 +87,20 @@ class Journal:
             return JournalContents(entries=(), skipped_lines=0)
         entries: list[dict[str, Any]] = []
         skipped = 0
-        for line in raw.split(b"\n"):
+        damaged: list[int] = []
+        for number, line in enumerate(raw.split(b"\n"), start=1):
             if not line.strip():
                 continue
             entry = _parse(line)
-            if entry is None:
-                skipped += 1
-            else:
+            if entry is not None:
                 entries.append(entry)
-        return JournalContents(entries=tuple(entries), skipped_lines=skipped)
+                continue
+            skipped += 1
+            if not _is_torn(line):
+                damaged.append(number)
+        return JournalContents(
+            entries=tuple(entries), skipped_lines=skipped, damaged_lines=tuple(damaged)
+        )
 
     def append(self, entry: Mapping[str, Any]) -> None:
         """Append one entry as one line, flushed and fsync'd before returning.
@@ -115,6 +125,20 @@ class Journal:
             handle.write(prefix + line.encode("utf-8") + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+
+
+def _is_torn(line: bytes) -> bool:
+    """A line a crash mid-append can leave: the start of an entry, cut short.
+
+    The next append ends it with a newline, so it may sit anywhere in the file.
+    """
+    if not line.lstrip().startswith(b"{"):
+        return False
+    try:
+        json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return True
+    return False  # complete JSON that is not an entry: written by someone else
 
 
 def _parse(line: bytes) -> dict[str, Any] | None:

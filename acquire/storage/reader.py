@@ -101,8 +101,22 @@ def committed_stacks(dataset: Path) -> tuple[str, ...]:
             f"{dataset} is not a pairscope dataset (no manifest.json)",
             "Give the folder that `pairscope acquire --out` wrote.",
         )
-    entries = Journal(dataset / "journal.jsonl").read().entries
-    return tuple(dict.fromkeys(str(entry["stack"]) for entry in entries))
+    try:
+        contents = Journal(dataset / "journal.jsonl").read()
+    except OSError as error:
+        raise DatasetError(
+            f"cannot read the journal of {dataset}: {error}",
+            "Check the file's permissions; the journal lists the committed stacks.",
+        ) from None
+    if contents.damaged_lines:
+        lines = ", ".join(map(str, contents.damaged_lines[:5]))
+        raise DatasetError(
+            f"the journal of {dataset} is damaged: line(s) {lines} are not entries "
+            "pairscope wrote",
+            "Restore journal.jsonl from a backup; until then no stack of this "
+            "dataset is used.",
+        )
+    return tuple(dict.fromkeys(str(entry["stack"]) for entry in contents.entries))
 
 
 def read_stack(dataset: Path, name: str) -> StoredStack:
