@@ -14,7 +14,9 @@ only measured wide-field voxels, as they do live.
 
 from __future__ import annotations
 
+import math
 import sys
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -85,7 +87,24 @@ def _check_new_file(out: Path, *, overwrite: bool) -> Path:
             f"parent folder {str(path.parent)!r} of --out does not exist",
             "Create it first or choose another --out.",
         )
+    try:  # a probe: permission bits do not tell on every system (Windows ACLs)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".pairscope-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(
+            f"cannot write in {str(path.parent)!r}, the folder of --out "
+            f"({error.strerror or error})",
+            "Choose a folder you can write to; nothing was trained.",
+        ) from None
     return path
+
+
+def _check_positive(option: str, value: float) -> None:
+    """Refuse a NaN, infinite, zero or negative number option up front."""
+    if not (math.isfinite(value) and value > 0):
+        raise UserError(
+            f"{option} {value} is not a positive number", f"Give {option} > 0."
+        )
 
 
 @handle_errors
@@ -163,6 +182,8 @@ def train(
     from enhance.unet import UNetConfig
 
     target = _check_new_file(out, overwrite=overwrite)
+    _check_positive("--max-minutes", max_minutes)
+    _check_positive("--lr", learning_rate)
     if init is not None and init.expanduser().absolute() == target:
         raise UserError(
             f"--init {init} and --out name the same file",

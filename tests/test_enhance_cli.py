@@ -341,3 +341,36 @@ def test_bad_inputs_exit_2_without_traceback(
         code, output = cli(*case)
         assert code == 2, (case, output)
         assert "pairscope: error:" in output and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--max-minutes", "nan"), "--max-minutes nan is not a positive number"),
+        (("--lr", "nan"), "--lr nan is not a positive number"),
+        (("--lr", "-1e-3"), "--lr -0.001 is not a positive number"),
+    ],
+)
+def test_train_refuses_bad_numbers_before_training(
+    tiny_db: Path, tmp_path: Path, option: tuple[str, str], message: str
+) -> None:
+    out = tmp_path / "m.pt"
+    code, output = cli("train", tiny_db, "--out", out, *TINY_TRAIN, *option)
+    assert code == 2 and message in output, output
+    assert "epoch" not in output and not out.exists()  # refused before any epoch
+
+
+def test_train_refuses_a_folder_it_cannot_write_before_training(
+    tiny_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import acquire.cli_enhance as cli_enhance
+
+    def read_only(*_args: object, **_kwargs: object) -> None:
+        # what a read-only share answers (root ignores permission bits here)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(cli_enhance.tempfile, "NamedTemporaryFile", read_only)
+    code, output = cli("train", tiny_db, "--out", tmp_path / "m.pt", *TINY_TRAIN)
+    assert code == 2, output
+    assert "cannot write in" in output and "Permission denied" in output
+    assert "epoch" not in output
