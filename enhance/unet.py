@@ -26,6 +26,14 @@ from enhance.errors import CheckpointError, EnhanceError
 __all__ = ["UNet3D", "UNetConfig", "unet_with_weights"]
 
 
+#: Widest first level a U-Net may have, and widest level at its bottom: far
+#: beyond any model this project trains (8-16 channels at the top), small
+#: enough that a checkpoint's metadata cannot ask for more than a few hundred
+#: megabytes of weights (depth 4 from 64 channels: 90 M weights, 360 MB).
+MAX_BASE_CHANNELS = 256
+MAX_LEVEL_CHANNELS = 1024
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Architecture of a :class:`UNet3D`.
@@ -62,10 +70,18 @@ class UNetConfig:
             raise EnhanceError(f"in_channels {self.in_channels} outside 1..8")
         if not 0 <= self.depth <= 5:
             raise EnhanceError(f"U-Net depth {self.depth} outside 0..5")
-        if self.base_channels < 1:
-            raise EnhanceError(f"base_channels {self.base_channels} must be >= 1")
-        if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise EnhanceError(f"kernel_size {self.kernel_size} must be odd and >= 1")
+        if not 1 <= self.base_channels <= MAX_BASE_CHANNELS:
+            raise EnhanceError(
+                f"base_channels {self.base_channels} outside 1..{MAX_BASE_CHANNELS}"
+            )
+        widest = self.base_channels * 2**self.depth
+        if widest > MAX_LEVEL_CHANNELS:
+            raise EnhanceError(
+                f"base_channels {self.base_channels} at depth {self.depth} gives "
+                f"{widest} channels at the bottom, more than {MAX_LEVEL_CHANNELS}"
+            )
+        if not 1 <= self.kernel_size <= 9 or self.kernel_size % 2 == 0:
+            raise EnhanceError(f"kernel_size {self.kernel_size} must be odd, 1..9")
 
     @property
     def pool_factor(self) -> tuple[int, int, int]:

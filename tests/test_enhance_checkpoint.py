@@ -129,6 +129,20 @@ def test_damaged_metadata_and_mismatched_weights(tmp_path: Path) -> None:
     torch.save({**raw, "metadata_json": json.dumps(meta)}, tmp_path / "wide.pt")
     with pytest.raises(CheckpointError, match="do not fit the recorded architecture"):
         load_checkpoint(tmp_path / "wide.pt")
+    # metadata asking for a network of terabytes is refused, not allocated
+    for key, value, message in (
+        ("base_channels", 100_000, "base_channels 100000 outside 1..256"),
+        ("depth", 5, "2048 channels at the bottom, more than 1024"),
+        ("kernel_size", 101, "kernel_size 101 must be odd, 1..9"),
+    ):
+        meta = json.loads(raw["metadata_json"])
+        meta["unet"][key] = value
+        if key == "depth":
+            meta["unet"]["base_channels"] = 64  # 64 x 2**5 = 2048 at the bottom
+        huge = tmp_path / f"huge_{key}.pt"
+        torch.save({**raw, "metadata_json": json.dumps(meta)}, huge)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(huge)
 
 
 def test_voxel_size_within_tolerance_is_accepted() -> None:
