@@ -291,6 +291,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
             if str(exc).strip()
             else type(exc).__name__
         )
+        if "Weights only load failed" in str(exc):
+            # torch's own advice (load with weights_only=False) would run
+            # whatever code the file carries: never repeat it
+            summary = (
+                "it holds Python objects besides tensors and plain data, which "
+                "pairscope never loads: a file from another program, or crafted"
+            )
         raise CheckpointError(
             f"{source} is not a readable torch checkpoint (corrupt, truncated or "
             f"another file type: {summary})",

@@ -177,3 +177,17 @@ def test_wrong_voxel_size_is_resampled_on_request() -> None:
     assert result.resampled
     assert result.image.shape == smooth.shape
     np.testing.assert_allclose(result.image, smooth, atol=0.02 * np.ptp(smooth))
+
+
+def test_a_file_carrying_python_objects_is_refused_without_torch_advice(
+    tmp_path: Path,
+) -> None:
+    import datetime
+
+    path = tmp_path / "objects.pt"
+    torch.save({"weights": torch.zeros(2), "made": datetime.date(2020, 1, 1)}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "holds Python objects besides tensors" in message
+    assert "weights_only" not in message and "trust" not in message
