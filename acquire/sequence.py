@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,7 @@ def _build(data: Any, source: SequenceSource) -> useq.MDASequence:
             "without a leading '-'.",
         )
     _check_duplicate_keys(source)
+    _check_finite(data, source)
     pristine = copy.deepcopy(data)
     try:
         sequence = useq.MDASequence.model_validate(copy.deepcopy(data))
@@ -288,6 +290,26 @@ def _build(data: Any, source: SequenceSource) -> useq.MDASequence:
         raise source.problem_error(problem)
     remember_source(sequence, source)
     return sequence
+
+
+def _check_finite(data: Mapping[str, Any], source: SequenceSource) -> None:
+    """Reject NaN and infinite numbers anywhere but the free-form metadata."""
+    pending: list[tuple[Any, KeyPath]] = [
+        (value, (key,)) for key, value in data.items() if key != "metadata"
+    ]
+    while pending:
+        value, where = pending.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise source.error(
+                f"'{format_key_path(where)}' is {value}, not a number a "
+                "microscope can use",
+                "Give a finite number.",
+                key_path=where,
+            )
+        if isinstance(value, Mapping):
+            pending.extend((v, (*where, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            pending.extend((v, (*where, i)) for i, v in enumerate(value))
 
 
 def _check_duplicate_keys(source: SequenceSource) -> None:

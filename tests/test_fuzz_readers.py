@@ -34,6 +34,7 @@ FUZZ = settings(
 )
 
 finite_or_not = st.one_of(
+    st.sampled_from([math.nan, math.inf, -math.inf, 0.0, -1.0, 1e30]),
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(10**30), max_value=10**30),
 )
@@ -81,6 +82,28 @@ def test_any_sequence_shaped_data_is_a_sequence_or_one_error(
         text = yaml.safe_dump(data)
     except yaml.YAMLError:
         return
+    try:
+        parse_sequence(text)
+    except SequenceError as error:
+        _one_line(error)
+
+
+@FUZZ
+@given(
+    plan=st.one_of(
+        st.fixed_dictionaries({"range": finite_or_not, "step": finite_or_not}),
+        st.fixed_dictionaries(
+            {"top": finite_or_not, "bottom": finite_or_not, "step": finite_or_not}
+        ),
+    ),
+    position=st.fixed_dictionaries(
+        {"x": finite_or_not, "y": finite_or_not, "z": finite_or_not}
+    ),
+)
+def test_any_numbers_in_plans_and_positions_are_a_sequence_or_one_error(
+    plan: dict[str, Any], position: dict[str, Any]
+) -> None:
+    text = yaml.safe_dump({"z_plan": plan, "stage_positions": [position]})
     try:
         parse_sequence(text)
     except SequenceError as error:

@@ -728,3 +728,21 @@ def test_a_deeply_nested_file_is_one_message_not_a_crash(
     text = '{"metadata": ' + "[" * depth + "]" * depth + "}"
     err = load_error(tmp_path, text, name)
     assert "nested too deeply" in err.what
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("z_plan: {range: .nan, step: 0.5}\n", "'z_plan.range' is nan"),
+        ("z_plan: {range: 4, step: .inf}\n", "'z_plan.step' is inf"),
+        ("z_plan: {top: .inf, bottom: 0, step: 1}\n", "'z_plan.top' is inf"),
+        ("stage_positions: [{x: 1, y: .nan, z: 0}]\n", "'stage_positions[0].y'"),
+        ("grid_plan: {rows: 2, columns: 2, overlap: .nan}\n", "'grid_plan.overlap'"),
+    ],
+)
+def test_numbers_that_are_not_finite_are_one_message(
+    tmp_path: Path, text: str, where: str
+) -> None:
+    err = load_error(tmp_path, text)
+    assert where in err.what and "not a number a microscope can use" in err.what
+    assert err.line == 1
