@@ -509,6 +509,7 @@ def _input_stacks(
 
         imported = read_ome_tiff_stack(source, channel=channel)
         name = source.name.split(".")[0] or "stack"
+        _check_voxel_values(source, imported.voxel_size_um)
         return [(name, imported.data, imported.voxel_size_um, "", "")]
     if not source.is_dir():
         raise UserError(
@@ -526,6 +527,7 @@ def _input_stacks(
     stacks = []
     for name in names:
         stored = read_stack(source, name)
+        _check_voxel_values(stored.path, stored.voxel_size_um)
         if not 0 <= channel < stored.data.shape[0]:
             raise UserError(
                 f"stack {name} of {str(source)!r} has no channel {channel}",
@@ -541,6 +543,17 @@ def _input_stacks(
             )
         )
     return stacks
+
+
+def _check_voxel_values(where: Path, voxel_size_um: tuple[float, ...]) -> None:
+    """Refuse a voxel size that is not finite and positive, before any output."""
+    if not all(math.isfinite(v) and v > 0 for v in voxel_size_um):
+        raise UserError(
+            f"{where} records voxel size (dz, dy, dx) = {tuple(voxel_size_um)} um, "
+            "not three positive numbers",
+            "Fix the file's physical sizes (OME PhysicalSizeX/Y/Z); nothing was "
+            "written.",
+        )
 
 
 def _write_enhanced(

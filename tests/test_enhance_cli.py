@@ -374,3 +374,28 @@ def test_train_refuses_a_folder_it_cannot_write_before_training(
     assert code == 2, output
     assert "cannot write in" in output and "Permission denied" in output
     assert "epoch" not in output
+
+
+def test_a_voxel_size_that_is_not_finite_is_refused_before_output(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    import tifffile
+
+    stack = tmp_path / "infz.ome.tif"
+    tifffile.imwrite(
+        stack,
+        np.ones((4, 16, 16), np.uint16),
+        ome=True,
+        metadata={
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.1,
+            "PhysicalSizeY": 0.1,
+            "PhysicalSizeZ": math.inf,
+        },
+    )
+    out = tmp_path / "enhanced"
+    for extra in ((), ("--resample",)):
+        code, output = cli("enhance", tiny_model, stack, "--out", out, *extra)
+        assert code == 2, output
+        assert "not three positive numbers" in output and "Traceback" not in output
+        assert not out.exists()
