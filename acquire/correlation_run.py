@@ -8,7 +8,6 @@ and maps the targets into its own coordinates, each with a predicted error.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +65,6 @@ def load_targets(path: Path | None) -> tuple[Target, ...]:
             raise UserError(
                 f"{path}: stage position {index} has no x, y and z",
                 "Give every target position all three coordinates.",
-            )
-        if not all(math.isfinite(v) for v in (position.x, position.y, position.z)):
-            raise UserError(
-                f"{path}: stage position {index} is not finite "
-                f"({position.x}, {position.y}, {position.z})",
-                "Give every target position finite x, y and z in um.",
             )
         name = position.name or f"target{index}"
         targets.append(Target(name, (position.x, position.y, position.z)))

@@ -282,7 +282,10 @@ def test_holders_that_cannot_be_searched_for_are_refused_before_the_search(
 def test_a_target_that_is_not_finite_is_refused(tmp_path: Path) -> None:
     sequence = tmp_path / "targets.yaml"
     sequence.write_text("stage_positions:\n  - {x: 1.0, y: .nan, z: 0.0}\n")
-    with pytest.raises(UserError, match=r"stage position 0 is not finite"):
+    # the sequence reader refuses it, naming the key and line
+    with pytest.raises(
+        UserError, match=r"targets.yaml:2: 'stage_positions\[0\]\.y' is nan"
+    ):
         load_targets(sequence)
 
 
