@@ -117,6 +117,8 @@ def dataset(tmp_path: Path) -> Dataset:
 def test_create_writes_the_layout_and_manifest(tmp_path: Path) -> None:
     ds = Dataset.create(tmp_path / "new" / "run", {**IDENTITY})
     assert sorted(p.name for p in ds.path.iterdir()) == [
+        ".pairscope.lock",
+        ".pairscope.owner.json",
         ".staging",
         "journal.jsonl",
         "manifest.json",
@@ -395,6 +397,8 @@ def test_manifest_updates_failures_and_completion(dataset: Dataset) -> None:
     with pytest.raises(DatasetError, match="cannot change failures"):
         dataset.update_manifest(failures=[])
     assert sorted(p.name for p in dataset.path.iterdir()) == [
+        ".pairscope.lock",
+        ".pairscope.owner.json",
         ".staging",
         "journal.jsonl",
         "manifest.json",
@@ -425,6 +429,8 @@ def test_resume_after_simulated_crashes(dataset: Dataset) -> None:
 
     assert resumed.committed() == {"a", "b"}
     assert sorted(p.name for p in dataset.path.iterdir()) == [
+        ".pairscope.lock",
+        ".pairscope.owner.json",
         ".staging",
         "a.ome.zarr",
         "b.ome.zarr",
@@ -577,6 +583,54 @@ def test_a_torn_line_is_a_crash_but_other_lines_are_a_damaged_journal(
         committed_stacks(dataset.path)
 
 
+HOLDER_CHILD = """
+import sys, time
+from pathlib import Path
+from acquire.storage import Dataset
+dataset = Dataset.resume(Path(sys.argv[1]), identity={"sequence_hash": "x"})
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_writer_process_is_refused_and_nothing_is_cleaned(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "run"
+    first = Dataset.create(path, {"sequence_hash": "x"})
+    commit_stack(first, "a")
+    del first  # this process stops writing; the child takes the dataset
+    script = tmp_path / "holder.py"
+    script.write_text(HOLDER_CHILD, encoding="utf-8")
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "holding\n", child.communicate()[1]
+        partial = path / ".staging" / "b.ome.zarr"
+        partial.mkdir()  # the running writer's stack in progress
+        with pytest.raises(DatasetError) as info:
+            Dataset.resume(path, identity={"sequence_hash": "x"})
+        assert f"in use by process {child.pid} on host" in str(info.value)
+        assert partial.is_dir()  # the running writer's staging is left alone
+    finally:
+        child.kill()
+        child.communicate()
+    # killed, it holds nothing: the OS released the lock
+    resumed = Dataset.resume(path, identity={"sequence_hash": "x"})
+    assert resumed.committed() == {"a"} and not partial.exists()
+
+
+def test_one_process_may_reopen_the_dataset_it_writes(dataset: Dataset) -> None:
+    again = Dataset.resume(dataset.path, identity=IDENTITY)
+    commit_stack(again, "a")
+    assert again.committed() == {"a"}
+
+
 def test_stray_folder_blocks_begin_until_resume(dataset: Dataset) -> None:
     stray = dataset.stack_path("a")
     stray.mkdir()
@@ -679,4 +733,5 @@ def test_sigkill_during_commits_leaves_a_consistent_dataset(tmp_path: Path) -> N
             f"{name}.ome.zarr" for name in committed
         }
         assert {p.name for p in (path / ".staging").iterdir()} <= {"orphans"}
+        del resumed  # gives the writer lock back before the next child writes
     assert len(committed) >= 4

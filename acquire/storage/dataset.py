@@ -32,6 +32,7 @@ from acquire.storage.manifest import (
 )
 from acquire.storage.spec import STACK_SUFFIX, StackSpec
 from acquire.storage.stack_writer import StackWriter
+from acquire.storage.writer_lock import WriterLock, acquire_writer_lock
 
 __all__ = ["JOURNAL_NAME", "ORPHANS_NAME", "STAGING_NAME", "Dataset"]
 
@@ -61,10 +62,19 @@ class Dataset:
 
     """
 
-    def __init__(self, path: Path, manifest: dict[str, Any], committed: set[str]):
+    def __init__(
+        self,
+        path: Path,
+        manifest: dict[str, Any],
+        committed: set[str],
+        writer_lock: WriterLock | None = None,
+    ):
         self._path = path
         self._manifest = manifest
         self._committed = committed
+        if writer_lock is not None:
+            # held while this object lives; the OS drops it if the process dies
+            weakref.finalize(self, writer_lock.release)
         self._journal = Journal(path / JOURNAL_NAME)
         self._lock = threading.RLock()
         self._writers: weakref.WeakValueDictionary[str, StackWriter] = (
@@ -113,16 +123,23 @@ class Dataset:
         full["created_at"] = utc_now_iso()
         try:
             path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetError(
+                f"cannot create dataset {path}: {exc}", _DISK_HINT
+            ) from exc
+        writer_lock = acquire_writer_lock(path)
+        try:
             # The manifest first: a crash later leaves a folder resume accepts.
             write_manifest(path, full)
             (path / JOURNAL_NAME).touch()
             (path / STAGING_NAME).mkdir(exist_ok=True)
             fsync_dir(path)
         except OSError as exc:
+            writer_lock.release()
             raise DatasetError(
                 f"cannot create dataset {path}: {exc}", _DISK_HINT
             ) from exc
-        return cls(path, full, set())
+        return cls(path, full, set(), writer_lock)
 
     @classmethod
     def resume(cls, path: Path, *, identity: Mapping[str, Any]) -> Dataset:
@@ -157,6 +174,19 @@ class Dataset:
         path = Path(path).expanduser().absolute()
         manifest = read_manifest(path)
         check_identity(manifest, identity, dataset=path)
+        # before anything is cleaned up: a run still writing keeps its staging
+        writer_lock = acquire_writer_lock(path)
+        try:
+            return cls._reopen(path, manifest, writer_lock)
+        except BaseException:
+            writer_lock.release()
+            raise
+
+    @classmethod
+    def _reopen(
+        cls, path: Path, manifest: dict[str, Any], writer_lock: WriterLock
+    ) -> Dataset:
+        """Resume's work once the writer lock is held."""
         contents = Journal(path / JOURNAL_NAME).read()
         committed = set(contents.stacks)
         for name in sorted(committed):
@@ -186,7 +216,7 @@ class Dataset:
             }
         )
         write_manifest(path, manifest)
-        return cls(path, manifest, committed)
+        return cls(path, manifest, committed, writer_lock)
 
     @property
     def path(self) -> Path:
