@@ -42,6 +42,13 @@ from acquire.hardware import scope
 from acquire.paired_run import PairedRunRequest, PairedRunResult, run_paired_acquisition
 from acquire.paths import check_output_folder
 from acquire.session import Target
+from acquire.storage import DatasetError
+from acquire.storage.writer_lock import (
+    LOCK_NAME,
+    OWNER_NAME,
+    acquire_writer_lock,
+    held_in_this_process,
+)
 
 __all__ = [
     "BUNDLED_MODEL",
@@ -270,19 +277,58 @@ def run_demo(
         raise UserError(f"model {model_path} does not exist", "Check --model.")
     step = progress or (lambda _s, _d, _t: None)
     say = log or (lambda _line: None)
+    for removed in remove_abandoned_partials(folder):
+        say(f"removed {removed.name}, left by a demo that was stopped")
     partial = folder.with_name(f".{folder.name}.{uuid.uuid4().hex[:8]}.partial")
     partial.mkdir()
+    claim = acquire_writer_lock(partial)  # tells a later run this one is alive
     try:
         metrics = _run(
             partial, plan, seed, model_path, real_timing, sample_medium, step, say
         )
+        claim.release()
+        for name in (LOCK_NAME, OWNER_NAME):
+            (partial / name).unlink(missing_ok=True)
         if folder.exists():
             folder.rmdir()
         partial.replace(folder)
     finally:
+        claim.release()
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return DemoResult(folder, folder / "report.md", metrics)
+
+
+def remove_abandoned_partials(folder: Path) -> list[Path]:
+    """Delete the work folders that stopped demos left beside ``folder``.
+
+    A demo works in a hidden ``.NAME.XXXXXXXX.partial`` folder and renames it
+    when done; a killed demo leaves it behind. One whose lock no process
+    holds is abandoned; one still locked belongs to a demo that is running.
+
+    Parameters
+    ----------
+    folder : Path
+        The demo's output folder.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+
+    """
+    removed = []
+    for stale in sorted(folder.parent.glob(f".{folder.name}.*.partial")):
+        if not stale.is_dir() or stale.is_symlink() or held_in_this_process(stale):
+            continue
+        try:
+            claim = acquire_writer_lock(stale)
+        except DatasetError:
+            continue  # a demo is running in it
+        claim.release()
+        shutil.rmtree(stale, ignore_errors=True)
+        removed.append(stale)
+    return removed
 
 
 def _run(

@@ -80,3 +80,47 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
     }
     assert "Sample medium: matched to the immersion oil" in text
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+
+
+HOLDING_DEMO = """
+import sys, time
+from pathlib import Path
+from acquire.storage.writer_lock import acquire_writer_lock
+claim = acquire_writer_lock(Path(sys.argv[1]))
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+def test_work_folders_of_stopped_demos_are_removed_but_not_a_running_ones(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    from acquire.demo import remove_abandoned_partials
+
+    out = tmp_path / "demo"
+    stopped = tmp_path / ".demo.0badc0de.partial"  # a killed demo's leftovers
+    (stopped / "widefield").mkdir(parents=True)
+    (stopped / "widefield" / "stack.bin").write_bytes(b"x" * 1000)
+    running = tmp_path / ".demo.5eedf00d.partial"
+    running.mkdir()
+    other = tmp_path / ".other.0badc0de.partial"  # another output's: not ours
+    other.mkdir()
+    script = tmp_path / "hold.py"
+    script.write_text(HOLDING_DEMO, encoding="utf-8")
+    holder = subprocess.Popen(
+        [sys.executable, str(script), str(running)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+        assert remove_abandoned_partials(out) == [stopped]
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert not stopped.exists() and running.is_dir() and other.is_dir()
+    # once that demo is gone too, its folder is abandoned
+    assert remove_abandoned_partials(out) == [running]

@@ -24,7 +24,13 @@ from typing import IO, Any
 from acquire.storage.errors import DatasetError
 from acquire.storage.jsonsafe import utc_now_iso
 
-__all__ = ["LOCK_NAME", "OWNER_NAME", "WriterLock", "acquire_writer_lock"]
+__all__ = [
+    "LOCK_NAME",
+    "OWNER_NAME",
+    "WriterLock",
+    "acquire_writer_lock",
+    "held_in_this_process",
+]
 
 LOCK_NAME = ".pairscope.lock"
 OWNER_NAME = ".pairscope.owner.json"
@@ -106,6 +112,12 @@ def acquire_writer_lock(folder: Path) -> WriterLock:
         _HELD[folder] = (handle, 1)
     _write_owner(folder)
     return WriterLock(folder)
+
+
+def held_in_this_process(folder: Path) -> bool:
+    """Whether this process holds the folder's writer lock."""
+    with _HELD_LOCK:
+        return Path(folder).resolve() in _HELD
 
 
 def _owner_text(folder: Path) -> str:
