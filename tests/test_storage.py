@@ -427,31 +427,30 @@ def test_resume_after_simulated_crashes(dataset: Dataset) -> None:
 
     resumed = Dataset.resume(dataset.path, identity=IDENTITY)
 
-    assert resumed.committed() == {"a", "b"}
+    # c and d are whole (their pixels match the checksum in their attributes):
+    # adopted, not taken again; e's partial planes are gone
+    assert resumed.committed() == {"a", "b", "c", "d"}
     assert sorted(p.name for p in dataset.path.iterdir()) == [
         ".pairscope.lock",
         ".pairscope.owner.json",
         ".staging",
         "a.ome.zarr",
         "b.ome.zarr",
+        "c.ome.zarr",
+        "d.ome.zarr",
         "journal.jsonl",
         "manifest.json",
     ]
     staging = dataset.path / ".staging"
-    assert sorted(p.name for p in staging.iterdir()) == ["orphans"]
-    assert sorted(p.name for p in (staging / "orphans").iterdir()) == [
-        "c.ome.zarr",
-        "d.ome.zarr",
-    ]
+    assert list(staging.iterdir()) == []
     record = resumed.manifest["resumes"][-1]
-    assert record["orphans"] == ["c.ome.zarr", "d.ome.zarr"]
+    assert record["adopted"] == ["c", "d"] and record["orphans"] == []
     assert record["staging_removed"] == ["e.ome.zarr"]
     assert record["journal_lines_skipped"] == 1
     assert resumed.manifest["status"] == "running"
 
-    # The stacks lost to the crash are taken again; the torn line stays apart.
-    for name in ("c", "d", "e"):
-        commit_stack(resumed, name)
+    # Only the stack lost to the crash is taken again; the torn line stays apart.
+    commit_stack(resumed, "e")
     raw = (dataset.path / "journal.jsonl").read_text(encoding="utf-8").splitlines()
     assert raw[2] == torn
     assert [e["stack"] for e in journal_lines(dataset.path)] == list("abcde")
@@ -631,6 +630,28 @@ def test_one_process_may_reopen_the_dataset_it_writes(dataset: Dataset) -> None:
     assert again.committed() == {"a"}
 
 
+def test_a_complete_stack_a_kill_left_unjournaled_is_adopted(
+    dataset: Dataset,
+) -> None:
+    from acquire.storage.reader import read_stack
+
+    commit_stack(dataset, "a")
+    commit_stack(dataset, "b")
+    commit_stack(dataset, "c")
+    journal = dataset.path / "journal.jsonl"
+    lines = journal.read_text(encoding="utf-8").splitlines()
+    # killed after renaming b and c into place, before their journal lines
+    journal.write_text(lines[0] + "\n", encoding="utf-8")
+    chunk = sorted((dataset.path / "c.ome.zarr" / "0").glob("c.*"))[0]
+    chunk.unlink()  # c was damaged since: it must not be adopted
+    resumed = Dataset.resume(dataset.path, identity=IDENTITY)
+    assert resumed.committed() == {"a", "b"}
+    record = resumed.manifest["resumes"][-1]
+    assert record["adopted"] == ["b"] and record["orphans"] == ["c.ome.zarr"]
+    adopted = read_stack(dataset.path, "b")  # verified against the journal
+    np.testing.assert_array_equal(adopted.data, expected_stack(make_spec("b")))
+
+
 def test_stray_folder_blocks_begin_until_resume(dataset: Dataset) -> None:
     stray = dataset.stack_path("a")
     stray.mkdir()
@@ -728,7 +749,14 @@ def test_sigkill_during_commits_leaves_a_consistent_dataset(tmp_path: Path) -> N
         assert committed <= now
         committed = now
         resumed = Dataset.resume(path, identity={"sequence_hash": "kill-loop"})
-        assert resumed.committed() == committed
+        # a stack killed between its rename and its journal line is adopted
+        adopted = set(resumed.manifest["resumes"][-1]["adopted"])
+        assert resumed.committed() == committed | adopted
+        committed = set(resumed.committed())
+        for name in adopted:
+            assert zarr_sha256(path / f"{name}.ome.zarr") == next(
+                e["sha256"] for e in journal_lines(path) if e["stack"] == name
+            )
         assert {p.name for p in path.glob("*.ome.zarr")} == {
             f"{name}.ome.zarr" for name in committed
         }

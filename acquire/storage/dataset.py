@@ -30,8 +30,9 @@ from acquire.storage.manifest import (
     read_manifest,
     write_manifest,
 )
-from acquire.storage.spec import STACK_SUFFIX, StackSpec
+from acquire.storage.spec import STACK_SUFFIX, StackSpec, is_stack_name
 from acquire.storage.stack_writer import StackWriter
+from acquire.storage.verify import verified_stack
 from acquire.storage.writer_lock import WriterLock, acquire_writer_lock
 
 __all__ = ["JOURNAL_NAME", "ORPHANS_NAME", "STAGING_NAME", "Dataset"]
@@ -200,6 +201,7 @@ class Dataset:
         _refuse_links(path)
         try:
             removed = _clean_staging(path)
+            adopted = _adopt_complete_stacks(path, committed)
             orphans = _quarantine_orphans(path, committed)
         except OSError as exc:
             raise DatasetError(
@@ -211,6 +213,7 @@ class Dataset:
                 "at": utc_now_iso(),
                 "committed": len(committed),
                 "staging_removed": removed,
+                "adopted": adopted,
                 "orphans": orphans,
                 "journal_lines_skipped": contents.skipped_lines,
             }
@@ -450,6 +453,40 @@ def _clean_staging(dataset: Path) -> list[str]:
     for temp in dataset.glob(f".{MANIFEST_NAME}.*{TEMP_SUFFIX}"):
         temp.unlink()
     return removed
+
+
+def _adopt_complete_stacks(dataset: Path, committed: set[str]) -> list[str]:
+    """Journal the stacks a kill left renamed into place but not yet journaled.
+
+    A commit renames the verified stack into the dataset, then appends its
+    journal line; a kill between the two leaves a complete stack that is not
+    committed. It is adopted when its pixels still match the checksum its
+    writer recorded in its attributes; otherwise it is left to the quarantine.
+    ``committed`` gains the adopted names.
+    """
+    journal = Journal(dataset / JOURNAL_NAME)
+    adopted: list[str] = []
+    for folder in sorted(dataset.glob("*" + STACK_SUFFIX)):
+        name = folder.name[: -len(STACK_SUFFIX)]
+        if name in committed or folder.is_symlink() or not is_stack_name(name):
+            continue
+        checked = verified_stack(folder, name)
+        if checked is None:
+            continue
+        sha256, planes = checked
+        journal.append(
+            {
+                "stack": name,
+                "path": folder.name,
+                "planes": planes,
+                "committed_at": utc_now_iso(),
+                "sha256": sha256,
+                "adopted": True,
+            }
+        )
+        committed.add(name)
+        adopted.append(name)
+    return adopted
 
 
 def _quarantine_orphans(dataset: Path, committed: set[str]) -> list[str]:

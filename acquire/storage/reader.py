@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from acquire.storage.journal import Journal
 from acquire.storage.ngff import ARRAY_PATH
 from acquire.storage.spec import STACK_SUFFIX
 from acquire.storage.stack_writer import PAIRSCOPE_KEY
+from acquire.storage.verify import pixels_sha256
 
 __all__ = ["StoredStack", "committed_stacks", "read_stack", "stack_centre_um"]
 
@@ -184,9 +184,7 @@ def _verify_checksum(dataset: Path, name: str, data: NDArray[Any]) -> None:
             f"stack {name!r} of {dataset} is not in the dataset's journal",
             "Only committed stacks are read; resume the acquisition to finish it.",
         )
-    stored = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
-    actual = hashlib.sha256(stored.tobytes()).hexdigest()
-    if actual != recorded[-1]:
+    if pixels_sha256(data) != recorded[-1]:
         raise DatasetError(
             f"stack {name!r} of {dataset} is damaged: its pixels do not match the "
             "checksum recorded when it was committed (a chunk is missing or "
