@@ -18,7 +18,7 @@ from acquire.config_model import (
     ParsedConfig,
 )
 from acquire.config_parse import PY_PREFIX, ConfigLine
-from acquire.sim.objective import parse_objective_label
+from acquire.objectives import parse_objective_label
 
 __all__ = [
     "check_missing_libraries",

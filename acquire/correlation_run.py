@@ -75,7 +75,7 @@ def _objectives(
     core: CMMCorePlus, search: str | None, fine: str | None
 ) -> tuple[str, str]:
     """Search objective (default: lowest magnification) and fine one (current)."""
-    from acquire.sim.objective import parse_objective_label
+    from acquire.objectives import parse_objective_label
 
     turret = objective_device(core)
     if not turret:

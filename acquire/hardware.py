@@ -28,7 +28,7 @@ from acquire.config_check import (
 )
 from acquire.config_errors import ProblemLog
 from acquire.config_file_rules import check_roles
-from acquire.sim.objective import parse_objective_label
+from acquire.objectives import parse_objective_label
 
 if TYPE_CHECKING:
     import numpy as np

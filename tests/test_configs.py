@@ -257,7 +257,7 @@ def test_python_class_missing_or_not_a_device(tmp_path: Path) -> None:
 
     def not_device(lines: list[str]) -> int:
         at = _index(lines, "#py pyDevice,Camera")
-        lines[at] = "#py pyDevice,Camera,acquire.sim.objective,Objective"
+        lines[at] = "#py pyDevice,Camera,acquire.objectives,Objective"
         return at + 1
 
     path, line = _variant(tmp_path, not_device)

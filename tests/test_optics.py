@@ -591,9 +591,9 @@ def test_bad_measured_psf_files_give_one_clear_message(
 def test_camera_sample_medium_and_measured_psf_properties(
     bead_file: Path, tmp_path: Path
 ) -> None:
+    from acquire.objectives import parse_objective_label
     from acquire.sim.camera import ConfocalCamera, WidefieldCamera
     from acquire.sim.measured_psf import MeasuredPSFError
-    from acquire.sim.objective import parse_objective_label
 
     oil = parse_objective_label("Plan-Apochromat 40x/1.3 Oil")
     water_objective = parse_objective_label("C-Apochromat 40x/1.2 W")

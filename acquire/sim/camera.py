@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice
 
+from acquire.objectives import Objective, parse_objective_label
 from acquire.sim.debris import DebrisSpecimen, debris_of, register_debris_properties
 from acquire.sim.detector import PMTDetector, SCMOSDetector
 from acquire.sim.faults import FaultInjector, register_fault_properties
@@ -48,7 +49,6 @@ from acquire.sim.measured_psf import (
     parse_voxel_um,
 )
 from acquire.sim.mount import Mount, MountLimits, draw_mount
-from acquire.sim.objective import Objective, parse_objective_label
 from acquire.sim.occlusion import AlteredSpecimen, parse_decoy, parse_hidden
 from acquire.sim.psf import DZ_FINE_UM, SAMPLE_MEDIUM_INDEX, Modality, OpticalSetup
 from acquire.sim.render import CameraGeometry, FieldRenderer

@@ -43,8 +43,8 @@ import numpy as np
 import psfmodels
 from numpy.typing import ArrayLike, NDArray
 
+from acquire.objectives import IMMERSION_INDEX
 from acquire.sim.measured_psf import MeasuredPSF
-from acquire.sim.objective import IMMERSION_INDEX
 
 Modality = Literal["widefield", "confocal"]
 

@@ -1,8 +1,9 @@
 """Objective lenses described by their Micro-Manager state labels.
 
-Real objective turrets are labelled like ``"Plan-Apochromat 40x/1.3 Oil"``; the
-simulated cameras read magnification, numerical aperture and immersion from that
-label, so a config describes its optics in the one place a microscopist edits.
+Real objective turrets are labelled like ``"Plan-Apochromat 40x/1.3 Oil"``: the
+configuration checks, the fiducial search and the simulated cameras all read
+magnification, numerical aperture and immersion from that label, so a config
+describes its optics in the one place a microscopist edits.
 """
 
 from __future__ import annotations
