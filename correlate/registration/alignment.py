@@ -10,7 +10,7 @@ last one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -225,19 +225,11 @@ def prepare_stacks(
         confocal_band.shape[2] // tiles_per_axis,
     )
     corners = place_tiles(alike, tile_shape, max_tiles=tiles_per_axis**2)
-    return PreparedStacks(
-        widefield=widefield,
-        widefield_voxel_um=widefield_voxel_um,
-        confocal_shape=shape,
-        confocal_voxel_um=confocal_voxel_um,
-        bin_factor=bin_factor,
-        working_voxel_um=working,
-        confocal_band=confocal_band,
+    return replace(
+        partial,
         confocal_alike=alike,
         axial_blur_um=blur_um,
         corners=corners,
-        tiles_per_axis=tiles_per_axis,
-        band=band,
         planes_with_signal=_bounds(signal_planes(confocal_band)),
         confocal_contrast=_contrast(confocal_band, confocal),
     )
