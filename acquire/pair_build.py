@@ -148,6 +148,8 @@ def build_pairs_offline(
     predicted = {name: pairer.predicted_stage(name) for name in partners}
     outcomes = []
     already = 0
+    catalog = pairer.database
+    done = catalog.pairs_by_sources()
     for name in committed_stacks(widefield_dataset):
         stack = WidefieldStack.from_stored(read_stack(widefield_dataset, name))
         if confocal_tiffs:
@@ -159,11 +161,14 @@ def build_pairs_offline(
         elif stack.position_name not in partners:
             say(f"{name}: no confocal stack at {stack.position_name!r}; skipped")
             continue
-        done = pairer.database.pair_of_sources(
-            stack.source, partners[stack.position_name].meta.source
+        pair_id = done.get(
+            (
+                catalog.resolve_source(stack.source),
+                catalog.resolve_source(partners[stack.position_name].meta.source),
+            )
         )
-        if done is not None:
-            say(f"{name}: already in the database as pair {done}; skipped")
+        if pair_id is not None:
+            say(f"{name}: already in the database as pair {pair_id}; skipped")
             already += 1
             continue
         outcome = pairer.pair(stack)

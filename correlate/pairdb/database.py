@@ -315,39 +315,44 @@ class PairDatabase:
                 "database is unchanged.",
             ) from exc
 
-    def pair_of_sources(
-        self, widefield_source: str, confocal_source: str
-    ) -> str | None:
-        """The pair already made from these two stacks, if any.
+    def pairs_by_sources(self) -> dict[tuple[str, str], str]:
+        """Every pair's id by the two stacks it was made from.
 
         A build that was interrupted, or is run again, finds what it made
-        before without registering the stacks again.
-
-        Parameters
-        ----------
-        widefield_source, confocal_source : str
-            The stacks' ``StackMeta.source`` (a path, absolute or relative to
-            the current folder, or any other text the pair was added with).
+        before without registering the stacks again (read once per build).
 
         Returns
         -------
-        str or None
-            Pair id, or None when no pair (accepted or flagged) was made from
-            exactly these two stacks.
+        dict
+            ``(widefield_source, confocal_source) -> pair_id`` for accepted and
+            flagged pairs, sources as :meth:`resolve_source` gives them.
 
         """
-        wanted = (self._source_key(widefield_source), self._source_key(confocal_source))
-        for record in self.records(accepted_only=False):
-            stored = (
-                self._source_key(record.widefield.source, stored=True),
-                self._source_key(record.confocal.source, stored=True),
-            )
-            if stored == wanted:
-                return record.pair_id
-        return None
+        return {
+            (
+                self.resolve_source(record.widefield.source, stored=True),
+                self.resolve_source(record.confocal.source, stored=True),
+            ): record.pair_id
+            for record in self.records(accepted_only=False)
+        }
 
-    def _source_key(self, source: str, *, stored: bool = False) -> str:
-        """A source as an absolute path (stored relative ones are to the root)."""
+    def resolve_source(self, source: str, *, stored: bool = False) -> str:
+        """A stack's source as an absolute path, comparable across runs.
+
+        Parameters
+        ----------
+        source : str
+            ``StackMeta.source``: a path, or any other text.
+        stored : bool, optional
+            The source as the catalog holds it: a relative path is relative to
+            the database folder (else to the current folder).
+
+        Returns
+        -------
+        str
+            The resolved path, or ``source`` itself if it is not one.
+
+        """
         path = Path(source)
         if stored and not path.is_absolute():
             path = self._root / path
