@@ -30,6 +30,7 @@ from acquire.hardware import scope
 from acquire.sequence import (
     AcquisitionPlan,
     SequenceLimits,
+    check_sequence,
     load_sequence,
     plan_acquisition,
 )
@@ -45,9 +46,13 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class AcquisitionRequest:
-    """Everything the user asked for on the command line."""
+    """Everything the user asked for: what to acquire, on which scope, where.
 
-    sequence_path: Path
+    ``sequence`` is a sequence file (read strictly with `load_sequence`) or a
+    sequence built in code (checked with `check_sequence`).
+    """
+
+    sequence: Path | useq.MDASequence
     config_path: Path
     out: Path
     resume: bool = False
@@ -82,7 +87,7 @@ def scope_identity(core: CMMCorePlus, config_path: Path) -> dict[str, Any]:
 
 
 def check_channel_presets(
-    core: CMMCorePlus, sequence: useq.MDASequence, *, where: Path
+    core: CMMCorePlus, sequence: useq.MDASequence, *, where: str
 ) -> None:
     """Refuse channels whose preset this scope does not have, before any work.
 
@@ -115,8 +120,13 @@ def check_channel_presets(
 
 def build_plan(core: CMMCorePlus, request: AcquisitionRequest) -> AcquisitionPlan:
     """Validate the sequence against this scope and the caps."""
-    sequence = load_sequence(request.sequence_path)
-    check_channel_presets(core, sequence, where=request.sequence_path)
+    if isinstance(request.sequence, Path):
+        sequence = load_sequence(request.sequence)
+        where = str(request.sequence)
+    else:
+        where = "the sequence"
+        sequence = check_sequence(request.sequence, source=where)
+    check_channel_presets(core, sequence, where=where)
     return plan_acquisition(
         sequence,
         frame_shape=(int(core.getImageHeight()), int(core.getImageWidth())),

@@ -380,7 +380,7 @@ def acquire_command(
     except ValueError as exc:
         raise UserError(f"retry options are not valid: {exc}", "") from None
     request = AcquisitionRequest(
-        sequence_path=sequence,
+        sequence=sequence,
         config_path=config,
         out=out,
         resume=resume,

@@ -114,11 +114,24 @@ def acquire_pairs(
             help="Before each stack, wait for the registrations before it.",
         ),
     ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Complete an interrupted run in --out: pair its stacks that have "
+            "no pair yet, acquire those it did not commit.",
+        ),
+    ] = False,
 ) -> None:
-    """Relocate, acquire at every target, register each stack as it completes."""
+    """Relocate, acquire at every target, register each stack as it completes.
+
+    Interrupted (a crash, a kill, a device fault)? Run the same command with
+    --resume: nothing done is redone.
+    """
     from acquire.paired_run import run_paired_acquisition
 
-    check_output_folder(out)
+    if not resume:
+        check_output_folder(out)
     result = run_paired_acquisition(
         PairedRunRequest(
             session=session,
@@ -130,23 +143,28 @@ def acquire_pairs(
             search_objective=search_objective,
             closed_loop=closed_loop,
             wait_for_registration=wait_for_registration,
+            resume=resume,
         ),
         progress=lambda line: err_console.print(line, markup=False),
         on_outcome=lambda o: err_console.print(_outcome_line(o), markup=False),
     )
     print_outcomes(result.outcomes)
     acquisition = result.acquisition
+    new = [o for o in result.outcomes if not o.already_stored]
+    stored_before = len(result.skipped) + len(result.outcomes) - len(new)
     console.print(
         f"acquisition {acquisition.status}: {acquisition.stacks_committed} stacks, "
         f"{len(result.outcomes)} registered, "
-        f"{sum(o.accepted for o in result.outcomes)} paired, "
+        f"{sum(o.accepted for o in new)} paired, "
+        f"{stored_before} already in the database, "
         f"{result.registration_failures} failed; database {database}",
         markup=False,
     )
     if acquisition.status != "complete":
         raise UserError(
             f"the acquisition ended {acquisition.status}: {acquisition.failure}",
-            f"Pairs so far are in {database}; fix the cause and run again.",
+            f"Pairs so far are in {database}; fix the cause and run the same "
+            "command with --resume.",
         )
 
 

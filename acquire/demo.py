@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+import useq
 
 from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.bundled_configs import bundled_config
@@ -185,20 +185,18 @@ def _cells(config: Path, n: int) -> list[tuple[int, tuple[float, float, float]]]
 
 
 def _sequence(
-    path: Path, targets: list[tuple[str, tuple[float, float, float]]], plan: DemoPlan
-) -> Path:
-    data = {
-        "stage_positions": [
-            {"x": x, "y": y, "z": z, "name": name} for name, (x, y, z) in targets
-        ],
-        "z_plan": {
-            "range": plan.z_step_um * (plan.n_planes - 1),
-            "step": plan.z_step_um,
-        },
-        "axis_order": "pcz",
-    }
-    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
+    targets: list[tuple[str, tuple[float, float, float]]], plan: DemoPlan
+) -> useq.MDASequence:
+    """A stack of the demo's z plan at each target, position by position."""
+    return useq.MDASequence(
+        stage_positions=tuple(
+            useq.Position(x=x, y=y, z=z, name=name) for name, (x, y, z) in targets
+        ),
+        z_plan=useq.ZRangeAround(
+            range=plan.z_step_um * (plan.n_planes - 1), step=plan.z_step_um
+        ),
+        axis_order=("p", "c", "z"),
+    )
 
 
 @dataclass
@@ -375,7 +373,7 @@ def _run(
     t0 = time.perf_counter()
     frames = plan.n_positions * plan.n_planes
     step("confocal: stacks", 0, frames)
-    sequence = _sequence(work / "cells.yaml", targets, plan)
+    sequence = _sequence(targets, plan)
 
     def frame_counter(name: str, total: int) -> Callable[[Any], None]:
         count = [0]
@@ -458,7 +456,7 @@ def _live(
 
     chosen = paired.relocated[: plan.live_positions]
     targets = [(t.name, t.stage_xyz_um) for t in chosen]
-    sequence = _sequence(work / "live.yaml", targets, plan)
+    sequence = _sequence(targets, plan)
     step("live enhancement", 0, len(targets))
     done = [0]
 

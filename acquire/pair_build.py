@@ -20,10 +20,15 @@ import numpy as np
 from acquire.errors import UserError
 from acquire.pair_geometry import StackPlacement
 from acquire.paired_run import load_partners, open_or_create_database
-from acquire.pairing import ConfocalPartner, Pairer, PairOutcome, WidefieldStack
+from acquire.pairing import (
+    ConfocalPartner,
+    Pairer,
+    PairOutcome,
+    WidefieldStack,
+    pair_committed_stacks,
+)
 from acquire.session import load_session
 from acquire.storage.manifest import read_manifest
-from acquire.storage.reader import committed_stacks, read_stack
 from correlate.calibration import PixelCalibration
 from correlate.pairdb import PairDatabaseError, StackMeta, read_ome_tiff_stack
 from correlate.stage_transform import StageTransform
@@ -146,34 +151,20 @@ def build_pairs_offline(
         widefield_scope=str(read_manifest(widefield_dataset)["scope"]["name"]),
     )
     predicted = {name: pairer.predicted_stage(name) for name in partners}
-    outcomes = []
-    already = 0
-    catalog = pairer.database
-    done = catalog.pairs_by_sources()
-    for name in committed_stacks(widefield_dataset):
-        stack = WidefieldStack.from_stored(read_stack(widefield_dataset, name))
-        if confocal_tiffs:
-            match = _nearest_partner(stack, predicted)
-            if match is None:
-                say(f"{name}: no imported stack falls in its field; skipped")
-                continue
-            stack = dataclasses.replace(stack, position_name=match)
-        elif stack.position_name not in partners:
-            say(f"{name}: no confocal stack at {stack.position_name!r}; skipped")
-            continue
-        pair_id = done.get(
-            (
-                catalog.resolve_source(stack.source),
-                catalog.resolve_source(partners[stack.position_name].meta.source),
-            )
+
+    def nearest(stack: WidefieldStack) -> WidefieldStack | None:
+        name = _nearest_partner(stack, predicted)
+        return None if name is None else dataclasses.replace(stack, position_name=name)
+
+    done = pair_committed_stacks(
+        pairer,
+        widefield_dataset,
+        match=nearest if confocal_tiffs else None,
+        progress=say,
+    )
+    if done.skipped:
+        say(
+            f"{len(done.skipped)} stacks were paired before and skipped; "
+            f"{len(done.outcomes)} new"
         )
-        if pair_id is not None:
-            say(f"{name}: already in the database as pair {pair_id}; skipped")
-            already += 1
-            continue
-        outcome = pairer.pair(stack)
-        say(f"{name}: {'paired' if outcome.accepted else 'flagged'} ({outcome.reason})")
-        outcomes.append(outcome)
-    if already:
-        say(f"{already} stacks were paired before and skipped; {len(outcomes)} new")
-    return outcomes
+    return done.outcomes

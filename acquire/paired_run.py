@@ -11,15 +11,14 @@ to come (closed-loop refinement).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import useq
-import yaml
 
 from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.consumers import StackQueue
@@ -32,9 +31,17 @@ from acquire.correlation_run import RelocatedTarget, relocate
 from acquire.errors import UserError
 from acquire.hardware import objective_device, scope
 from acquire.pair_geometry import ClosedLoopCorrection
-from acquire.pairing import ConfocalPartner, Pairer, PairOutcome, partner_from_stored
+from acquire.pairing import (
+    ConfocalPartner,
+    Pairer,
+    PairOutcome,
+    pair_committed_stacks,
+    partner_from_stored,
+)
 from acquire.session import load_session
+from acquire.storage.manifest import read_manifest
 from acquire.storage.reader import committed_stacks, read_stack
+from correlate.calibration import PixelCalibration
 from correlate.pairdb import PairDatabase, PairDatabaseError
 from correlate.stage_transform import StageTransform
 
@@ -73,6 +80,8 @@ class PairedRunRequest:
         registration time per stack when registration is the slower).
     queue_size : int
         Stacks the registration queue holds while it is busy.
+    resume : bool
+        Complete the interrupted run in ``out`` (see `run_paired_acquisition`).
 
     """
 
@@ -86,6 +95,7 @@ class PairedRunRequest:
     closed_loop: bool = True
     wait_for_registration: bool = False
     queue_size: int = 2
+    resume: bool = False
 
 
 @dataclass
@@ -102,6 +112,8 @@ class PairedRunResult:
         default_factory=dict
     )
     registration_failures: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Resumed runs: stacks whose pair was stored before (stack -> pair id)."""
 
 
 def load_partners(
@@ -133,17 +145,16 @@ def open_or_create_database(path: Path) -> PairDatabase:
         raise UserError(str(error), "Give a paired database folder.") from None
 
 
-def _sequence_file(
-    folder: Path,
+def paired_sequence(
     targets: tuple[RelocatedTarget, ...],
     partner: ConfocalPartner,
     channel: tuple[str, str] | None,
-) -> Path:
+) -> useq.MDASequence:
     """A useq sequence: the relocated targets, each with the partner's z plan."""
     n_planes = int(partner.data.shape[0])
     dz = float(partner.placement.voxel_size_um[0])
     half = (n_planes - 1) / 2
-    sequence = useq.MDASequence(
+    return useq.MDASequence(
         stage_positions=tuple(
             useq.Position(
                 x=t.stage_xyz_um[0],
@@ -163,11 +174,6 @@ def _sequence_file(
         ),
         axis_order=("p", "c", "z"),
     )
-    path = folder / "paired_sequence.yaml"
-    path.write_text(
-        yaml.safe_dump(sequence.model_dump(mode="json", exclude_unset=True))
-    )
-    return path
 
 
 def closed_loop_offset(
@@ -186,42 +192,34 @@ def closed_loop_offset(
     return offset
 
 
-def run_paired_acquisition(
-    request: PairedRunRequest,
-    *,
-    progress: Progress | None = None,
-    on_outcome: Callable[[PairOutcome], None] | None = None,
-    connect: Callable[[AcquisitionController], None] | None = None,
-) -> PairedRunResult:
-    """Relocate, acquire at every target and pair each stack as it completes.
+@dataclass(frozen=True)
+class _Relocation:
+    """Where the targets are on scope B and what acquires them there."""
 
-    Parameters
-    ----------
-    request : PairedRunRequest
-        Inputs and options.
-    progress : callable, optional
-        Receives one line per step.
-    on_outcome : callable, optional
-        Called with each registered pair (from the registration thread).
-    connect : callable, optional
-        Called with the acquisition controller before it runs.
+    transform: StageTransform
+    targets: tuple[RelocatedTarget, ...]
+    calibration: PixelCalibration
+    objective: str | None
+    marks_b: dict[str, tuple[float, float, float]]
+    sequence: useq.MDASequence
 
-    Returns
-    -------
-    PairedRunResult
+    def to_manifest(self, request: PairedRunRequest) -> dict[str, Any]:
+        """What the dataset records: enough to resume and to pair it offline."""
+        return {
+            "session": str(Path(request.session).resolve()),
+            "confocal_dataset": str(Path(request.confocal_dataset).resolve()),
+            "stage_transform": self.transform.to_dict(),
+            "objective": self.objective,
+            "calibration": self.calibration.to_dict(),
+            "targets": [dataclasses.asdict(t) for t in self.targets],
+            "marks_b": {k: list(v) for k, v in self.marks_b.items()},
+        }
 
-    Raises
-    ------
-    UserError
-        Bad inputs (session, partners, database), or relocation failed.
 
-    """
-    say = progress or (lambda _line: None)
-    session = load_session(request.session)
-    partners = load_partners(
-        request.confocal_dataset, session.calibrations, progress=say
-    )
-    database = open_or_create_database(request.database)
+def _relocate_now(
+    request: PairedRunRequest, partners: dict[str, ConfocalPartner], say: Progress
+) -> _Relocation:
+    """Find the marks on scope B, map the targets and plan their stacks."""
     with scope(request.config) as core:
         turret = objective_device(core)
         objective = request.objective or (
@@ -229,7 +227,6 @@ def run_paired_acquisition(
         )
         group = core.getChannelGroup()
         channel = (group, str(core.getCurrentConfig(group))) if group else None
-
     transform, relocated, found = relocate(
         request.session,
         request.config,
@@ -252,16 +249,118 @@ def run_paired_acquisition(
             "no session target has a confocal stack",
             "Position names of the confocal stacks must be the session's targets.",
         )
+    return _Relocation(
+        transform=transform,
+        targets=targets,
+        calibration=calibration,
+        objective=objective,
+        marks_b=found.positions(),
+        sequence=paired_sequence(targets, partners[targets[0].name], channel),
+    )
+
+
+def _recorded_relocation(out: Path) -> _Relocation:
+    """The relocation and sequence an interrupted paired run recorded."""
+    manifest = read_manifest(out)
+    recorded = manifest.get("relocation")
+    hint = (
+        "Resume a dataset written by `pairscope pairs acquire`, or start a new "
+        "one (a new --out, without --resume)."
+    )
+    if not isinstance(recorded, dict) or "targets" not in recorded:
+        raise UserError(f"{out} records no paired run that can be resumed", hint)
+    try:
+        return _Relocation(
+            transform=StageTransform.from_dict(recorded["stage_transform"]),
+            targets=tuple(
+                RelocatedTarget(
+                    name=str(t["name"]),
+                    stage_xyz_um=(
+                        float(t["stage_xyz_um"][0]),
+                        float(t["stage_xyz_um"][1]),
+                        float(t["stage_xyz_um"][2]),
+                    ),
+                    predicted_tre_um=float(t["predicted_tre_um"]),
+                    predicted_z_error_um=float(t["predicted_z_error_um"]),
+                    too_uncertain=bool(t["too_uncertain"]),
+                )
+                for t in recorded["targets"]
+            ),
+            calibration=PixelCalibration.from_dict(recorded["calibration"]),
+            objective=recorded.get("objective"),
+            marks_b={
+                str(k): (float(v[0]), float(v[1]), float(v[2]))
+                for k, v in recorded.get("marks_b", {}).items()
+            },
+            sequence=useq.MDASequence.model_validate(manifest["sequence"]),
+        )
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise UserError(
+            f"{out}: the recorded relocation cannot be read ({error})", hint
+        ) from None
+
+
+def run_paired_acquisition(
+    request: PairedRunRequest,
+    *,
+    progress: Progress | None = None,
+    on_outcome: Callable[[PairOutcome], None] | None = None,
+    connect: Callable[[AcquisitionController], None] | None = None,
+) -> PairedRunResult:
+    """Relocate, acquire at every target and pair each stack as it completes.
+
+    With ``request.resume``, an interrupted run is completed instead: its
+    recorded relocation and sequence are used again (the sample has not
+    moved), its committed stacks that have no pair yet are registered, and
+    only the stacks it did not commit are acquired.
+
+    Parameters
+    ----------
+    request : PairedRunRequest
+        Inputs and options.
+    progress : callable, optional
+        Receives one line per step.
+    on_outcome : callable, optional
+        Called with each registered pair (from the registration thread).
+    connect : callable, optional
+        Called with the acquisition controller before it runs.
+
+    Returns
+    -------
+    PairedRunResult
+
+    Raises
+    ------
+    UserError
+        Bad inputs (session, partners, database, a dataset that cannot be
+        resumed), or relocation failed.
+
+    """
+    say = progress or (lambda _line: None)
+    session = load_session(request.session)
+    partners = load_partners(
+        request.confocal_dataset, session.calibrations, progress=say
+    )
+    database = open_or_create_database(request.database)
+    if request.resume:
+        located = _recorded_relocation(request.out)
+        say(f"resuming {request.out} with its recorded relocation")
+    else:
+        located = _relocate_now(request, partners, say)
     correction = ClosedLoopCorrection()
     pairer = Pairer(
         database,
-        transform,
+        located.transform,
         partners,
-        widefield_calibration=calibration,
+        widefield_calibration=located.calibration,
         widefield_scope=request.config.stem,
         correction=correction,
         on_outcome=on_outcome,
     )
+    skipped: dict[str, str] = {}
+    if request.resume:
+        earlier = pair_committed_stacks(pairer, request.out, progress=say)
+        skipped = earlier.skipped
     queue = StackQueue(pairer, maxsize=request.queue_size, name="registration")
 
     controllers: list[AcquisitionController] = []
@@ -269,44 +368,38 @@ def run_paired_acquisition(
 
     def prepare(controller: AcquisitionController) -> None:
         controllers.append(controller)
-        if turret and objective:
-            controller.core.setStateLabel(turret, objective)
+        turret = objective_device(controller.core)
+        if turret and located.objective:
+            controller.core.setStateLabel(turret, located.objective)
             controller.core.waitForDevice(turret)
         pixel_um.append(float(controller.core.getPixelSizeUm()))
-        # what offline pairing (pairs build) needs to pair these stacks again
-        controller.dataset.update_manifest(
-            relocation={
-                "session": str(Path(request.session).resolve()),
-                "confocal_dataset": str(Path(request.confocal_dataset).resolve()),
-                "stage_transform": transform.to_dict(),
-                "objective": objective,
-                "calibration": calibration.to_dict(),
-            }
-        )
+        # what resuming and offline pairing (pairs build) need
+        controller.dataset.update_manifest(relocation=located.to_manifest(request))
         if connect is not None:
             connect(controller)
 
-    with tempfile.TemporaryDirectory(prefix="pairscope-pairs-") as tmp:
-        sequence = _sequence_file(
-            Path(tmp), targets, partners[targets[0].name], channel
-        )
-        acquisition = run_acquisition(
-            AcquisitionRequest(sequence, request.config, request.out),
-            consumers=[queue],
-            connect=prepare,
-            position_offset=(
-                closed_loop_offset(correction, wait=request.wait_for_registration)
-                if request.closed_loop
-                else None
-            ),
-        )
+    acquisition = run_acquisition(
+        AcquisitionRequest(
+            located.sequence, request.config, request.out, resume=request.resume
+        ),
+        consumers=[queue],
+        connect=prepare,
+        position_offset=(
+            closed_loop_offset(correction, wait=request.wait_for_registration)
+            if request.closed_loop
+            else None
+        ),
+    )
     return PairedRunResult(
         acquisition=acquisition,
-        relocated=relocated,
-        transform=transform,
-        marks_b=found.positions(),
-        widefield_pixel_um=pixel_um[0] if pixel_um else calibration.pixel_size_um,
+        relocated=located.targets,
+        transform=located.transform,
+        marks_b=located.marks_b,
+        widefield_pixel_um=(
+            pixel_um[0] if pixel_um else located.calibration.pixel_size_um
+        ),
         outcomes=list(pairer.outcomes),
         applied_offsets_um=dict(controllers[0].applied_offsets) if controllers else {},
         registration_failures=queue.stats.failed,
+        skipped=skipped,
     )

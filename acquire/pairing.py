@@ -16,6 +16,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,15 +30,31 @@ from acquire.pair_geometry import (
     initial_estimate,
     measured_centre,
 )
-from acquire.storage.reader import StoredStack, stack_centre_um
+from acquire.storage.reader import (
+    StoredStack,
+    committed_stacks,
+    read_stack,
+    stack_centre_um,
+)
 from correlate.calibration import PixelCalibration
-from correlate.pairdb import PairDatabase, StackMeta
-from correlate.registration import RegistrationError, register_pair
+from correlate.pairdb import DuplicatePairError, PairDatabase, StackMeta
+from correlate.registration import (
+    PairRegistration,
+    PairTransform,
+    RegistrationError,
+    register_pair,
+)
 from correlate.stage_transform import StageTransform
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PairOutcome", "Pairer", "WidefieldStack"]
+__all__ = [
+    "CommittedPairing",
+    "PairOutcome",
+    "Pairer",
+    "WidefieldStack",
+    "pair_committed_stacks",
+]
 
 
 @dataclass(frozen=True)
@@ -127,6 +144,8 @@ class PairOutcome:
     """Measured minus predicted stage position of the partner, before correction."""
     measured_stage_xyz_um: tuple[float, float, float]
     """Where registration puts the partner's centre on this scope's stage."""
+    already_stored: bool = False
+    """The same pair (pixels, grid, cell) was in the database: nothing added."""
 
 
 class Pairer:
@@ -217,7 +236,52 @@ class Pairer:
         metrics["rotation_deg"] = result.rotation_deg
         metrics["scale"] = result.scale
         metrics["axial_scale"] = result.transform.axial_scale
-        pair_id = self.database.add_pair(
+        already_stored = False
+        try:
+            pair_id = self._store(stack, partner, result, initial, metrics)
+        except DuplicatePairError as duplicate:
+            # a rerun over the same pixels (a resumed run, a second build):
+            # the registration still measures where the cell is
+            pair_id, already_stored = duplicate.pair_id, True
+            logger.info("%s: already in the database as pair %s", stack.name, pair_id)
+        measured = measured_centre(result.transform, placement)
+        predicted = self.predicted_stage(stack.position_name)
+        error = measured - predicted
+        start = float(np.hypot(*(measured[:2] - np.asarray(stack.stage_xyz_um[:2]))))
+        if result.accepted:
+            self.correction.add(error)
+        outcome = PairOutcome(
+            stack=stack.name,
+            position_name=stack.position_name,
+            pair_id=pair_id,
+            accepted=result.accepted,
+            reason=result.reason,
+            metrics=metrics,
+            start_offset_um=start,
+            prediction_error_um=(float(error[0]), float(error[1]), float(error[2])),
+            measured_stage_xyz_um=(
+                float(measured[0]),
+                float(measured[1]),
+                float(measured[2]),
+            ),
+            already_stored=already_stored,
+        )
+        with self._lock:
+            self.outcomes.append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+        return outcome
+
+    def _store(
+        self,
+        stack: WidefieldStack,
+        partner: ConfocalPartner,
+        result: PairRegistration,
+        initial: PairTransform,
+        metrics: dict[str, float],
+    ) -> str:
+        """Add the registered pair to the database; its id."""
+        return self.database.add_pair(
             widefield=result.aligned_widefield,
             confocal=result.confocal,
             voxel_size_um=partner.placement.voxel_size_um,
@@ -240,32 +304,6 @@ class Pairer:
             ),
             confocal_meta=partner.meta,
         )
-        measured = measured_centre(result.transform, placement)
-        predicted = self.predicted_stage(stack.position_name)
-        error = measured - predicted
-        start = float(np.hypot(*(measured[:2] - np.asarray(stack.stage_xyz_um[:2]))))
-        if result.accepted:
-            self.correction.add(error)
-        outcome = PairOutcome(
-            stack=stack.name,
-            position_name=stack.position_name,
-            pair_id=pair_id,
-            accepted=result.accepted,
-            reason=result.reason,
-            metrics=metrics,
-            start_offset_um=start,
-            prediction_error_um=(float(error[0]), float(error[1]), float(error[2])),
-            measured_stage_xyz_um=(
-                float(measured[0]),
-                float(measured[1]),
-                float(measured[2]),
-            ),
-        )
-        with self._lock:
-            self.outcomes.append(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
-        return outcome
 
     def _partner(self, position_name: str) -> ConfocalPartner:
         partner = self.partners.get(position_name)
@@ -302,3 +340,81 @@ def partner_from_stored(
         source=str(stack.path),
     )
     return ConfocalPartner(stack.name, stack.data[0], placement, meta)
+
+
+@dataclass(frozen=True)
+class CommittedPairing:
+    """What pairing a dataset's committed stacks did.
+
+    Attributes
+    ----------
+    outcomes : list of PairOutcome
+        The stacks registered now.
+    skipped : dict of str to str
+        Stack name -> pair id, for stacks whose pair was already stored.
+
+    """
+
+    outcomes: list[PairOutcome]
+    skipped: dict[str, str]
+
+
+def pair_committed_stacks(
+    pairer: Pairer,
+    dataset: Path,
+    *,
+    match: Callable[[WidefieldStack], WidefieldStack | None] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> CommittedPairing:
+    """Register every committed stack of a dataset that has no pair yet.
+
+    A stack whose pair (the same wide-field and confocal sources) is in the
+    database is skipped without registering it again, so a build or a paired
+    acquisition interrupted at any point completes what is missing when run
+    again.
+
+    Parameters
+    ----------
+    pairer : Pairer
+        Database, transform and partners.
+    dataset : Path
+        A wide-field dataset.
+    match : callable, optional
+        Gives the stack its partner's position name (None: no partner, the
+        stack is skipped); default: the stack's own position name.
+    progress : callable, optional
+        One line per stack.
+
+    Returns
+    -------
+    CommittedPairing
+
+    """
+    say = progress or (lambda _line: None)
+    database = pairer.database
+    done = database.pairs_by_sources()
+    outcomes: list[PairOutcome] = []
+    skipped: dict[str, str] = {}
+    for name in committed_stacks(dataset):
+        stored = WidefieldStack.from_stored(read_stack(dataset, name))
+        stack = stored if match is None else match(stored)
+        if stack is None:
+            say(f"{name}: no imported stack falls in its field; skipped")
+            continue
+        partner = pairer.partners.get(stack.position_name)
+        if partner is None:
+            say(f"{name}: no confocal stack at {stack.position_name!r}; skipped")
+            continue
+        key = (
+            database.resolve_source(stack.source),
+            database.resolve_source(partner.meta.source),
+        )
+        pair_id = done.get(key)
+        if pair_id is not None:
+            say(f"{name}: already in the database as pair {pair_id}; skipped")
+            skipped[name] = pair_id
+            continue
+        outcome = pairer.pair(stack)
+        say(f"{name}: {'paired' if outcome.accepted else 'flagged'} ({outcome.reason})")
+        outcomes.append(outcome)
+    return CommittedPairing(outcomes, skipped)

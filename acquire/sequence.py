@@ -53,6 +53,7 @@ __all__ = [
     "SequenceLimits",
     "SequenceSource",
     "StackKey",
+    "check_sequence",
     "describe_plan",
     "load_sequence",
     "parse_sequence",
@@ -155,6 +156,41 @@ def parse_sequence(text: str, *, source: str = "<string>") -> useq.MDASequence:
 
     """
     return _parse_yaml(text, None, source)
+
+
+def check_sequence(
+    sequence: useq.MDASequence, *, source: str = "<sequence>"
+) -> useq.MDASequence:
+    """Apply the checks of `load_sequence` to a sequence built in code.
+
+    A workflow that builds its sequence (paired acquisition, the demo) hands
+    the object itself to the acquisition, not a file written only to be read
+    back; it meets the same rules as a file.
+
+    Parameters
+    ----------
+    sequence : useq.MDASequence
+        The sequence.
+    source : str
+        Name of the sequence in messages.
+
+    Returns
+    -------
+    useq.MDASequence
+        The same sequence.
+
+    Raises
+    ------
+    SequenceError
+        A number is not finite, or a value no acquisition can mean.
+
+    """
+    where = SequenceSource(path=None, name=source, root=None)
+    _check_finite(sequence.model_dump(mode="python", exclude_unset=True), where)
+    problem = next(semantic_problems(sequence), None)
+    if problem is not None:
+        raise where.problem_error(problem)
+    return sequence
 
 
 def _parse_yaml(text: str, path: Path | None, name: str) -> useq.MDASequence:

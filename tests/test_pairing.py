@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,70 @@ def test_pairs_cli_lists_shows_and_builds(
         a = record.transform["registered"]["translation_um"]
         b = by_stack[record.widefield.source].transform["registered"]["translation_um"]
         assert np.abs(np.subtract(a, b)).max() < 0.05
+
+
+def test_an_interrupted_paired_run_resumes_without_redoing_anything(
+    tmp_path: Path, scope_a: dict[str, Path], scope_b: tuple[PairedRunResult, Path]
+) -> None:
+    folder = scope_b[1]
+    out, db = tmp_path / "widefield_stacks", tmp_path / "pairs"
+    shutil.copytree(folder / "widefield_stacks", out)
+    shutil.copytree(folder / "pairs", db)
+    # a kill: the last stack was still being written (no journal line), the
+    # one before it was committed but not registered yet
+    journal = out / "journal.jsonl"
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    journal.write_text("".join(json.dumps(e) + "\n" for e in entries[:-1]))
+    shutil.rmtree(out / entries[-1]["path"])
+    database = PairDatabase.open(db)
+    lost = [e["path"] for e in entries[-2:]]
+    for record in database.records(accepted_only=False):
+        if Path(record.widefield.source).name in lost:
+            database.remove_pair(record.pair_id)
+    assert len(database) == len(CELLS) - 2
+    kept = {r.pair_id for r in database.records(accepted_only=False)}
+
+    command = [
+        "pairs",
+        "acquire",
+        str(scope_a["session"]),
+        "--confocal",
+        str(scope_a["dataset"]),
+        "--config",
+        str(folder / "widefield.cfg"),
+        "--out",
+        str(out),
+        "--db",
+        str(db),
+    ]
+    # without --resume the dataset is never touched
+    refused = CliRunner().invoke(app, command)
+    assert refused.exit_code == 2, refused.output
+    assert len(committed_stacks(out)) == len(CELLS) - 1
+
+    resumed = CliRunner().invoke(app, [*command, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "resuming" in resumed.output
+    assert f"{entries[-2]['stack']}: paired" in resumed.output
+    summary = f"2 registered, 2 paired, {len(CELLS) - 2} already in the database"
+    assert summary in " ".join(resumed.output.split())
+    after = PairDatabase.open(db).records(accepted_only=False)
+    assert len(after) == len(CELLS)
+    assert kept < {r.pair_id for r in after}
+    assert all(r.accepted for r in after), [r.reason for r in after]
+    assert sorted(r.cell_id for r in after) == sorted(f"cell{c}" for c in CELLS)
+    # only the stack that was lost was imaged again, at its own position
+    assert len(committed_stacks(out)) == len(CELLS)
+    assert sorted(committed_stacks(out)) == sorted(e["stack"] for e in entries)
+    assert read_stack(out, entries[-1]["stack"]).position_name == f"cell{CELLS[-1]}"
+
+    # once more: nothing is left to do, and nothing is done twice
+    idle = CliRunner().invoke(app, [*command, "--resume"])
+    assert idle.exit_code == 0, idle.output
+    assert f"0 registered, 0 paired, {len(CELLS)} already" in " ".join(
+        idle.output.split()
+    )
+    assert len(PairDatabase.open(db)) == len(CELLS)
 
 
 def export_ome_tiff(dataset: Path, name: str, folder: Path) -> Path:

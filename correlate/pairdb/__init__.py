@@ -7,7 +7,7 @@ pairscope.
 """
 
 from correlate.pairdb.database import PairDatabase
-from correlate.pairdb.errors import PairDatabaseError
+from correlate.pairdb.errors import DuplicatePairError, PairDatabaseError
 from correlate.pairdb.montage import montage_array, write_montage_png
 from correlate.pairdb.ome_import import ImportedStack, read_ome_tiff_stack
 from correlate.pairdb.records import CHANNELS, SPLITS, PairRecord, StackMeta
@@ -17,6 +17,7 @@ __all__ = [
     "CHANNELS",
     "DEFAULT_FRACTIONS",
     "SPLITS",
+    "DuplicatePairError",
     "ImportedStack",
     "PairDatabase",
     "PairDatabaseError",

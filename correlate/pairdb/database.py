@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from correlate.pairdb.catalog import CATALOG_NAME, Catalog
-from correlate.pairdb.errors import PairDatabaseError
+from correlate.pairdb.errors import DuplicatePairError, PairDatabaseError
 from correlate.pairdb.montage import write_montage_png
 from correlate.pairdb.pair_input import PAIR_SUFFIX, PreparedPair, prepare_pair
 from correlate.pairdb.records import SPLITS, PairRecord, StackMeta
@@ -247,7 +247,8 @@ class PairDatabase:
         ------
         PairDatabaseError
             An argument is invalid (shapes differ, not 3D, non-finite voxels,
-            ...), the pair is in the database already, the disk write fails,
+            ...), the pair is in the database already (`DuplicatePairError`),
+            the disk write fails,
             or the catalog is locked by another process; in every case the
             database is left as it was.
 
@@ -590,10 +591,11 @@ def _portable(meta: Any, root: Path) -> Any:
     return replace(meta, source=(Path("..") / inside).as_posix())
 
 
-def _duplicate(pair: PreparedPair, root: Path) -> PairDatabaseError:
-    return PairDatabaseError(
+def _duplicate(pair: PreparedPair, root: Path) -> DuplicatePairError:
+    return DuplicatePairError(
         f"pair {pair.pair_id} (cell {pair.cell_id!r}, same pixels and grid) is "
         "already in "
         f"the database {root}",
         "Nothing to do; to change its decision, remove_pair it and add it again.",
+        pair_id=pair.pair_id,
     )

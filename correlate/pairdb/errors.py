@@ -1,8 +1,8 @@
-"""The one error the paired-image database raises."""
+"""The errors the paired-image database raises."""
 
 from __future__ import annotations
 
-__all__ = ["PairDatabaseError"]
+__all__ = ["DuplicatePairError", "PairDatabaseError"]
 
 
 class PairDatabaseError(ValueError):
@@ -24,3 +24,20 @@ class PairDatabaseError(ValueError):
         self.what = what.rstrip(". ")
         self.hint = hint.strip()
         super().__init__(f"{self.what}. {self.hint}".strip())
+
+
+class DuplicatePairError(PairDatabaseError):
+    """The pair (same pixels, grid and cell) is in the database already.
+
+    Parameters
+    ----------
+    what, hint : str
+        As `PairDatabaseError`.
+    pair_id : str
+        The pair that is there.
+
+    """
+
+    def __init__(self, what: str, hint: str = "", *, pair_id: str) -> None:
+        super().__init__(what, hint)
+        self.pair_id = pair_id
