@@ -22,6 +22,7 @@ from rich.table import Table
 from acquire._version import __version__
 from acquire.acquisition import AcquisitionRequest
 from acquire.cli_acquire import acquire_main
+from acquire.cli_clean import clean_command
 from acquire.cli_common import console, err_console
 from acquire.cli_common import handle_errors as _handle_errors
 from acquire.cli_enhance import enhance, evaluate, train
@@ -73,6 +74,7 @@ app.command("gui")(gui)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("enhance")(enhance)
+app.command("clean")(clean_command)
 
 
 @app.callback()

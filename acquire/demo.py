@@ -36,18 +36,17 @@ import useq
 
 from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.bundled_configs import bundled_config
+from acquire.cleanup import abandoned_partials
 from acquire.correlation_run import load_holder, record_fiducials
 from acquire.errors import UserError
 from acquire.hardware import scope
 from acquire.paired_run import PairedRunRequest, PairedRunResult, run_paired_acquisition
 from acquire.paths import check_output_folder
 from acquire.session import Target
-from acquire.storage import DatasetError
 from acquire.storage.writer_lock import (
     LOCK_NAME,
     OWNER_NAME,
     acquire_writer_lock,
-    held_in_this_process,
 )
 
 __all__ = [
@@ -316,14 +315,7 @@ def remove_abandoned_partials(folder: Path) -> list[Path]:
 
     """
     removed = []
-    for stale in sorted(folder.parent.glob(f".{folder.name}.*.partial")):
-        if not stale.is_dir() or stale.is_symlink() or held_in_this_process(stale):
-            continue
-        try:
-            claim = acquire_writer_lock(stale)
-        except DatasetError:
-            continue  # a demo is running in it
-        claim.release()
+    for stale in abandoned_partials(folder):
         shutil.rmtree(stale, ignore_errors=True)
         removed.append(stale)
     return removed

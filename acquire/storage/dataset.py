@@ -35,7 +35,15 @@ from acquire.storage.stack_writer import StackWriter
 from acquire.storage.verify import verified_stack
 from acquire.storage.writer_lock import WriterLock, acquire_writer_lock
 
-__all__ = ["JOURNAL_NAME", "ORPHANS_NAME", "STAGING_NAME", "Dataset"]
+__all__ = [
+    "JOURNAL_NAME",
+    "ORPHANS_NAME",
+    "STAGING_NAME",
+    "Dataset",
+    "refuse_links",
+    "remove_entry",
+    "staging_leftovers",
+]
 
 JOURNAL_NAME = "journal.jsonl"
 STAGING_NAME = ".staging"
@@ -198,7 +206,7 @@ class Dataset:
                     "Restore the folder from a backup, or start a new dataset in "
                     "an empty folder.",
                 )
-        _refuse_links(path)
+        refuse_links(path)
         try:
             removed = _clean_staging(path)
             adopted = _adopt_complete_stacks(path, committed)
@@ -411,7 +419,7 @@ class Dataset:
             return final
 
 
-def _refuse_links(dataset: Path) -> None:
+def refuse_links(dataset: Path) -> None:
     """Refuse a ``.staging`` or ``.staging/orphans`` that is a link.
 
     Both are emptied or filled by pairscope: through a link (a symbolic link
@@ -432,26 +440,39 @@ def _is_junction(path: Path) -> bool:
     return bool(is_junction(path)) if is_junction is not None else False
 
 
+def staging_leftovers(dataset: Path) -> list[Path]:
+    """What interrupted writes left: partial stacks and manifest temp files.
+
+    ``.staging/orphans`` is not among them (see `ORPHANS_NAME`).
+    """
+    staging = dataset / STAGING_NAME
+    found = sorted(dataset.glob(f".{MANIFEST_NAME}.*{TEMP_SUFFIX}"))
+    if staging.is_dir() and not staging.is_symlink():
+        found += [e for e in sorted(staging.iterdir()) if e.name != ORPHANS_NAME]
+    return found
+
+
+def remove_entry(entry: Path) -> None:
+    """Delete a file or folder; a link (or junction) is removed as a link."""
+    if entry.is_symlink() or _is_junction(entry):
+        entry.unlink()
+    elif entry.is_dir():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
 def _clean_staging(dataset: Path) -> list[str]:
     """Empty ``.staging`` except ``orphans``; drop stray manifest temp files.
 
     A link inside ``.staging`` is removed as a link: what it points to stays.
     """
-    staging = dataset / STAGING_NAME
-    staging.mkdir(exist_ok=True)
+    (dataset / STAGING_NAME).mkdir(exist_ok=True)
     removed: list[str] = []
-    for entry in sorted(staging.iterdir()):
-        if entry.name == ORPHANS_NAME:
-            continue
-        if entry.is_symlink() or _is_junction(entry):
-            entry.unlink()
-        elif entry.is_dir():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-        removed.append(entry.name)
-    for temp in dataset.glob(f".{MANIFEST_NAME}.*{TEMP_SUFFIX}"):
-        temp.unlink()
+    for entry in staging_leftovers(dataset):
+        remove_entry(entry)
+        if entry.parent.name == STAGING_NAME:
+            removed.append(entry.name)
     return removed
 
 

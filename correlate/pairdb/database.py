@@ -480,7 +480,9 @@ class PairDatabase:
             self._catalog.delete_pair(conn, pair_id, self._fractions)
         remove_tree(self._root / PAIRS_DIR / f"{pair_id}{PAIR_SUFFIX}")
 
-    def clean_up(self, *, temp_age_s: float = 3600.0) -> list[Path]:
+    def clean_up(
+        self, *, temp_age_s: float = 3600.0, dry_run: bool = False
+    ) -> list[Path]:
         """Remove what crashed adds left: orphan pair folders and old temp folders.
 
         Orphans (a pair folder without a catalog row) are found while holding
@@ -492,11 +494,13 @@ class PairDatabase:
         ----------
         temp_age_s : float, optional
             Minimum age (since last change) of a temporary folder to remove.
+        dry_run : bool, optional
+            Only list what would be removed.
 
         Returns
         -------
         list[Path]
-            The folders removed.
+            The folders removed (or that would be).
 
         """
         removed: list[Path] = []
@@ -511,7 +515,8 @@ class PairDatabase:
                         continue
                 elif relative in listed:
                     continue
-                remove_tree(folder)
+                if not dry_run:
+                    remove_tree(folder)
                 removed.append(folder)
         return removed
 
