@@ -27,6 +27,7 @@ from acquire.controller import (
 from acquire.engine import RetryPolicy
 from acquire.errors import UserError
 from acquire.hardware import scope
+from acquire.recorded_paths import record_path
 from acquire.sequence import (
     AcquisitionPlan,
     SequenceLimits,
@@ -151,7 +152,7 @@ def open_dataset(
     manifest = {
         **identity,
         "sequence": plan.sequence.model_dump(mode="json"),
-        "config_path": str(request.config_path.resolve()),
+        "config_path": record_path(request.config_path, relative_to=request.out),
         "software": {"name": "pairscope", "version": __version__},
         "scope": scope_identity(core, request.config_path),
         "created_at": datetime.datetime.now(datetime.UTC).isoformat(),

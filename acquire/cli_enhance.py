@@ -174,16 +174,55 @@ def train(
         ),
     ] = "fine",
     overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    snapshot_minutes: Annotated[
+        float,
+        typer.Option(
+            "--snapshot-minutes",
+            help="Save the run's state (OUT.resume) this often, to --resume it "
+            "after a kill.",
+        ),
+    ] = 5.0,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the interrupted run from OUT.resume (same database "
+            "and options).",
+        ),
+    ] = False,
 ) -> None:
-    """Train a wide-field -> confocal model on a paired database's train split."""
+    """Train a wide-field -> confocal model on a paired database's train split.
+
+    The run's state is saved every --snapshot-minutes beside --out; killed,
+    the same command with --resume continues where it stopped.
+    """
     from enhance.checkpoint import load_checkpoint
     from enhance.losses import LOSSES
-    from enhance.training import EpochRecord, TrainingConfig, train_model
+    from enhance.snapshot import TrainingSnapshot, load_snapshot, save_snapshot
+    from enhance.training import (
+        EpochRecord,
+        TrainingConfig,
+        run_fingerprint,
+        train_model,
+    )
     from enhance.unet import UNetConfig
 
     target = _check_new_file(out, overwrite=overwrite)
     _check_positive("--max-minutes", max_minutes)
     _check_positive("--lr", learning_rate)
+    _check_positive("--snapshot-minutes", snapshot_minutes)
+    snapshots = target.with_name(target.name + ".resume")
+    if resume and stage == "coarse":
+        raise UserError(
+            "--resume continues a U-Net training; the coarse stage trains in "
+            "minutes and starts again",
+            "Run --stage coarse without --resume.",
+        )
+    if not resume and snapshots.exists():
+        raise UserError(
+            f"an interrupted training left its state in {snapshots}",
+            "Continue it with --resume, or delete the file to start again.",
+        )
     if init is not None and init.expanduser().absolute() == target:
         raise UserError(
             f"--init {init} and --out name the same file",
@@ -271,16 +310,35 @@ def train(
         f"{len(val_pairs)} pairs; stop after {max_minutes:g} min",
         markup=False,
     )
+    catalog_sha256 = db.catalog_sha256()
+    fingerprint = run_fingerprint(
+        config, train_pairs, val_pairs, catalog_sha256=catalog_sha256, initial=initial
+    )
+    state = load_snapshot(snapshots, fingerprint=fingerprint) if resume else None
+    if state is not None:
+        err_console.print(
+            f"resuming after epoch {state.epoch} "
+            f"({state.elapsed_s / 60:.1f} min trained)",
+            markup=False,
+        )
+
+    def save(snapshot: TrainingSnapshot) -> None:
+        save_snapshot(snapshots, snapshot, fingerprint=fingerprint)
+
     result = train_model(
         train_pairs,
         val_pairs,
         config,
         progress=progress,
-        catalog_sha256=db.catalog_sha256(),
+        catalog_sha256=catalog_sha256,
         command_line=("pairscope", *sys.argv[1:]),
         initial=initial,
+        resume=state,
+        on_snapshot=save,
+        snapshot_every_s=snapshot_minutes * 60.0,
     )
     result.checkpoint.save(target)
+    snapshots.unlink(missing_ok=True)
     metrics = result.checkpoint.metrics
     _print_training(result, metrics["val_loss"], metrics["val_loss_identity"], target)
 

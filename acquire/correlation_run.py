@@ -20,6 +20,7 @@ from acquire.errors import UserError
 from acquire.fiducial_search import FiducialSurvey, find_fiducials
 from acquire.flat_fields import FlatField, check_flat_fields
 from acquire.hardware import objective_device, scope
+from acquire.recorded_paths import record_path
 from acquire.sequence import load_sequence
 from acquire.session import CorrelationSession, Target, load_session, save_session
 from correlate.marks import Holder
@@ -167,7 +168,7 @@ def record_fiducials(
         targets=targets,
         calibrations=found.calibrations,
         metadata={
-            "config_path": str(config.resolve()),
+            "config_path": record_path(config, relative_to=Path(out).parent),
             "missing_marks": list(found.missing),
         },
     )

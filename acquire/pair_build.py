@@ -27,6 +27,7 @@ from acquire.pairing import (
     WidefieldStack,
     pair_committed_stacks,
 )
+from acquire.recorded_paths import resolve_recorded_path
 from acquire.session import load_session
 from acquire.storage.manifest import read_manifest
 from correlate.calibration import PixelCalibration
@@ -46,6 +47,17 @@ def _relocation_of(dataset: Path) -> dict[str, Any]:
             "Give a wide-field dataset written by `pairscope pairs acquire`.",
         )
     return relocation
+
+
+def _recorded_confocal(dataset: Path, relocation: dict[str, Any]) -> Path:
+    recorded = relocation.get("confocal_dataset")
+    if not recorded:
+        raise UserError(
+            f"{dataset} records no confocal dataset",
+            "Name scope A's dataset with --confocal (or its stacks with "
+            "--confocal-tiff).",
+        )
+    return resolve_recorded_path(str(recorded), relative_to=dataset)
 
 
 def partner_from_tiff(
@@ -131,9 +143,16 @@ def build_pairs_offline(
     relocation = _relocation_of(widefield_dataset)
     transform = StageTransform.from_dict(relocation["stage_transform"])
     calibration = PixelCalibration.from_dict(relocation["calibration"])
-    session_path = Path(relocation.get("session", ""))
+    recorded_session = relocation.get("session")
+    session_path = (
+        resolve_recorded_path(str(recorded_session), relative_to=widefield_dataset)
+        if recorded_session
+        else None
+    )
     calibrations = (
-        dict(load_session(session_path).calibrations) if session_path.is_file() else {}
+        dict(load_session(session_path).calibrations)
+        if session_path is not None and session_path.is_file()
+        else {}
     )
     if confocal_tiffs:
         partners = {
@@ -141,8 +160,11 @@ def build_pairs_offline(
             for p in (partner_from_tiff(t, calibrations) for t in confocal_tiffs)
         }
     else:
-        source = confocal_dataset or Path(relocation.get("confocal_dataset", ""))
-        partners = load_partners(source, calibrations, progress=say)
+        partners = load_partners(
+            confocal_dataset or _recorded_confocal(widefield_dataset, relocation),
+            calibrations,
+            progress=say,
+        )
     pairer = Pairer(
         open_or_create_database(database),
         transform,

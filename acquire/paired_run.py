@@ -38,6 +38,7 @@ from acquire.pairing import (
     pair_committed_stacks,
     partner_from_stored,
 )
+from acquire.recorded_paths import record_path
 from acquire.session import load_session
 from acquire.storage.manifest import read_manifest
 from acquire.storage.reader import committed_stacks, read_stack
@@ -206,8 +207,10 @@ class _Relocation:
     def to_manifest(self, request: PairedRunRequest) -> dict[str, Any]:
         """What the dataset records: enough to resume and to pair it offline."""
         return {
-            "session": str(Path(request.session).resolve()),
-            "confocal_dataset": str(Path(request.confocal_dataset).resolve()),
+            "session": record_path(request.session, relative_to=request.out),
+            "confocal_dataset": record_path(
+                request.confocal_dataset, relative_to=request.out
+            ),
             "stage_transform": self.transform.to_dict(),
             "objective": self.objective,
             "calibration": self.calibration.to_dict(),

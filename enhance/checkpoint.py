@@ -41,6 +41,7 @@ import torch
 from enhance.coarse import CoarseStage, CoarseStageConfig
 from enhance.errors import CheckpointError, EnhanceError
 from enhance.normalization import PercentileNormalization
+from enhance.snapshot import save_durably
 from enhance.transfer import TransferFunction
 from enhance.unet import UNet3D, UNetConfig, unet_with_weights
 
@@ -220,7 +221,7 @@ class Checkpoint:
         return replace(self, metrics={**self.metrics, **metrics})
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the checkpoint atomically (temporary file, then rename).
+        """Write the checkpoint atomically and durably (fsync'd temporary file, rename).
 
         Returns
         -------
@@ -251,11 +252,7 @@ class Checkpoint:
                 for k, v in self.coarse.state_dict.items()
             },
         }
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        torch.save(payload, partial)
-        partial.replace(target)
-        return target
+        return save_durably(payload, target)
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -25,6 +25,7 @@ a correction to the filtering. The filter travels in the checkpoint.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -42,6 +43,7 @@ from enhance.errors import EnhanceError
 from enhance.losses import LOSSES, LossName, make_loss
 from enhance.normalization import PercentileNormalization
 from enhance.patches import sample_patches
+from enhance.snapshot import EpochRecord, TrainingSnapshot
 from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
 
@@ -51,11 +53,13 @@ __all__ = [
     "FitSettings",
     "TrainingConfig",
     "TrainingResult",
+    "TrainingSnapshot",
     "batched_loss",
     "check_training_settings",
     "deterministic_algorithms",
     "fit_network",
     "recorded_seconds",
+    "run_fingerprint",
     "train_model",
 ]
 
@@ -204,17 +208,6 @@ class TrainingConfig:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class EpochRecord:
-    """Losses of one epoch (normalised units)."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    learning_rate: float
-    seconds: float
-
-
 @dataclass(frozen=True, eq=False)
 class TrainingResult:
     """Outcome of :func:`train_model`.
@@ -242,6 +235,29 @@ class TrainingResult:
     stopped_early: bool
     device: str
     seconds: float
+
+
+def run_fingerprint(
+    config: TrainingConfig,
+    train_pairs: Sequence[TrainingPair],
+    val_pairs: Sequence[TrainingPair],
+    *,
+    catalog_sha256: str | None = None,
+    initial: Checkpoint | None = None,
+) -> dict[str, Any]:
+    """What identifies a training run, for its snapshots (JSON-safe).
+
+    The time limit is left out: a resumed run may be given more time.
+    """
+    settings = config.to_dict()
+    settings.pop("max_duration_s", None)
+    return {
+        "config": settings,
+        "train_pairs": [p.pair_id for p in train_pairs],
+        "val_pairs": [p.pair_id for p in val_pairs],
+        "catalog_sha256": catalog_sha256,
+        "initial": None if initial is None else initial.created_utc,
+    }
 
 
 def _check_initial(
@@ -357,7 +373,9 @@ class FitSettings:
     """How :func:`fit_network` trains (see :class:`TrainingConfig`).
 
     ``deadline`` is a ``time.perf_counter()`` value after which no new epoch
-    starts; ``amp`` is mixed precision (CUDA only).
+    starts; ``amp`` is mixed precision (CUDA only); ``snapshot_every_s`` is
+    how often (at the first epoch end past it) the state is handed to
+    ``on_snapshot``.
     """
 
     patch_shape: tuple[int, int, int]
@@ -368,10 +386,16 @@ class FitSettings:
     learning_rate: float
     amp: bool = False
     deadline: float | None = None
+    snapshot_every_s: float | None = None
 
     @classmethod
     def of(
-        cls, config: Any, *, amp: bool = False, deadline: float | None = None
+        cls,
+        config: Any,
+        *,
+        amp: bool = False,
+        deadline: float | None = None,
+        snapshot_every_s: float | None = None,
     ) -> FitSettings:
         """The settings of a training configuration with those fields."""
         return cls(
@@ -383,6 +407,7 @@ class FitSettings:
             learning_rate=config.learning_rate,
             amp=amp,
             deadline=deadline,
+            snapshot_every_s=snapshot_every_s,
         )
 
 
@@ -409,6 +434,8 @@ def fit_network(
     rng: np.random.Generator,
     device: torch.device,
     progress: Callable[[EpochRecord], None] | None = None,
+    resume: TrainingSnapshot | None = None,
+    on_snapshot: Callable[[TrainingSnapshot], None] | None = None,
 ) -> FitOutcome:
     """Adam on fresh augmented patches every epoch, validation, early stopping.
 
@@ -416,6 +443,9 @@ def fit_network(
     ``max(1, patience // 2)`` epochs; training stops after ``patience``
     epochs without a better validation loss, after ``max_epochs``, or at the
     first epoch end past ``deadline``. The weights of the best epoch are kept.
+    Every ``settings.snapshot_every_s`` the state is handed to
+    ``on_snapshot``; given back as ``resume``, the run goes on from there as
+    if it had not stopped (``rng`` and torch's random state included).
 
     Raises
     ------
@@ -423,6 +453,7 @@ def fit_network(
         If the validation loss becomes NaN or infinite.
 
     """
+    fit_started = time.perf_counter()
     model = model.to(device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -432,10 +463,31 @@ def fit_network(
         "cuda", enabled=settings.amp and not torch.cuda.is_bf16_supported()
     )
     history: list[EpochRecord] = []
-    best_loss, best_epoch, best_state = float("inf"), 0, None
-    stale, stopped_early = 0, False
+    best_loss, best_epoch = float("inf"), 0
+    best_state: dict[str, torch.Tensor] | None = None
+    stale, stopped_early, first_epoch, spent_before = 0, False, 1, 0.0
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimiser.load_state_dict(resume.optimiser_state)
+        scheduler.load_state_dict(resume.scheduler_state)
+        if resume.scaler_state:
+            scaler.load_state_dict(resume.scaler_state)
+        rng.bit_generator.state = resume.numpy_rng_state
+        torch.set_rng_state(resume.torch_rng_state)
+        history = list(resume.history)
+        best_loss, best_epoch, best_state = (
+            resume.best_loss,
+            resume.best_epoch,
+            resume.best_state,
+        )
+        stale, first_epoch, spent_before = (
+            resume.stale,
+            resume.epoch + 1,
+            resume.elapsed_s,
+        )
+    last_snapshot = time.perf_counter()
     n = settings.batch_size
-    for epoch in range(1, settings.max_epochs + 1):
+    for epoch in range(first_epoch, settings.max_epochs + 1):
         epoch_start = time.perf_counter()
         xs, ys = sample_patches(
             train_inputs,
@@ -478,9 +530,7 @@ def fit_network(
             progress(record)
         if val_loss < best_loss:
             best_loss, best_epoch, stale = val_loss, epoch, 0
-            best_state = {
-                k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()
-            }
+            best_state = _cpu_copy(model.state_dict())
         else:
             stale += 1
             if stale >= settings.patience:
@@ -488,6 +538,33 @@ def fit_network(
                 break
         if settings.deadline is not None and time.perf_counter() >= settings.deadline:
             break
+        due = settings.snapshot_every_s
+        if (
+            on_snapshot is not None
+            and due is not None
+            and time.perf_counter() - last_snapshot >= due
+            and epoch < settings.max_epochs
+        ):
+            assert best_state is not None
+            on_snapshot(
+                TrainingSnapshot(
+                    epoch=epoch,
+                    model_state=_cpu_copy(model.state_dict()),
+                    # copies: the live states go on changing in place
+                    optimiser_state=copy.deepcopy(optimiser.state_dict()),
+                    scheduler_state=copy.deepcopy(scheduler.state_dict()),
+                    scaler_state=copy.deepcopy(scaler.state_dict()),
+                    best_loss=best_loss,
+                    best_epoch=best_epoch,
+                    best_state=best_state,
+                    stale=stale,
+                    history=tuple(history),
+                    numpy_rng_state=dict(rng.bit_generator.state),
+                    torch_rng_state=torch.get_rng_state(),
+                    elapsed_s=spent_before + time.perf_counter() - fit_started,
+                )
+            )
+            last_snapshot = time.perf_counter()
     assert best_state is not None  # at least one epoch ran with a finite loss
     return FitOutcome(
         history=tuple(history),
@@ -496,6 +573,10 @@ def fit_network(
         best_state=best_state,
         stopped_early=stopped_early,
     )
+
+
+def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu").clone() for k, v in state.items()}
 
 
 def train_model(
@@ -507,6 +588,9 @@ def train_model(
     catalog_sha256: str | None = None,
     command_line: Sequence[str] | None = None,
     initial: Checkpoint | None = None,
+    resume: TrainingSnapshot | None = None,
+    on_snapshot: Callable[[TrainingSnapshot], None] | None = None,
+    snapshot_every_s: float | None = None,
 ) -> TrainingResult:
     """Train a residual U-Net that maps wide-field stacks to confocal ones.
 
@@ -528,6 +612,14 @@ def train_model(
         Continue from this model (fine-tuning, or a longer run in stages):
         its weights and linear filter are the starting point; its
         architecture, normalisation and voxel size must match.
+    resume : TrainingSnapshot, optional
+        Continue the interrupted run this snapshot was taken of (check it
+        with `run_fingerprint` first: same settings, pairs and ``initial``).
+    on_snapshot : callable, optional
+        Receives the run's state every ``snapshot_every_s`` (at an epoch
+        end), e.g. to save it with `enhance.snapshot.save_snapshot`.
+    snapshot_every_s : float, optional
+        Time between snapshots (default: none are taken).
 
     Returns
     -------
@@ -587,8 +679,11 @@ def train_model(
         identity_loss = float(
             loss_fn(torch.from_numpy(val_x[:, -1]), torch.from_numpy(val_y))
         )
+        spent_before = 0.0 if resume is None else resume.elapsed_s
         deadline = (
-            None if config.max_duration_s is None else started + config.max_duration_s
+            None
+            if config.max_duration_s is None
+            else started + config.max_duration_s - spent_before
         )
         outcome = fit_network(
             model,
@@ -601,12 +696,15 @@ def train_model(
                 config,
                 amp=use_amp,
                 deadline=deadline,
+                snapshot_every_s=snapshot_every_s,
             ),
             rng=rng,
             device=device,
             progress=progress,
+            resume=resume,
+            on_snapshot=on_snapshot,
         )
-    seconds = time.perf_counter() - started
+    seconds = time.perf_counter() - started + spent_before
     checkpoint = Checkpoint(
         unet=config.unet,
         state_dict=outcome.best_state,

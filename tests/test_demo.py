@@ -80,6 +80,10 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
     }
     assert "Sample medium: matched to the immersion oil" in text
     assert [p.name for p in tmp_path.iterdir()] == ["demo"]
+    # the output can be moved as a whole: nothing in it records a path into
+    # the hidden work folder it was built in
+    for record in [*out.rglob("*.json"), *out.rglob("*.sqlite")]:
+        assert b".partial" not in record.read_bytes(), record
 
 
 HOLDING_DEMO = """

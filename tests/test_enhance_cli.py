@@ -399,3 +399,54 @@ def test_a_voxel_size_that_is_not_finite_is_refused_before_output(
         assert code == 2, output
         assert "not three positive numbers" in output and "Traceback" not in output
         assert not out.exists()
+
+
+def test_a_killed_training_resumes_from_its_last_snapshot(
+    tiny_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import enhance.training
+
+    options = [*TINY_TRAIN, "--max-epochs", "4", "--patience", "4", "--seed", "5"]
+    every_epoch = ("--snapshot-minutes", "1e-9")
+    whole = tmp_path / "whole.pt"
+    code, output = cli("train", tiny_db, "--out", whole, *options, *every_epoch)
+    assert code == 0, output
+
+    # the same run, killed during epoch 3 (Ctrl-C; a kill -9 stops sooner, and
+    # the snapshot of epoch 2 is on disk either way: saved and fsync'd)
+    validations = [0]
+    validate = enhance.training.batched_loss
+
+    def interrupted(*args: object, **kwargs: object) -> float:
+        validations[0] += 1
+        if validations[0] == 3:
+            raise KeyboardInterrupt
+        return validate(*args, **kwargs)  # type: ignore[arg-type]
+
+    out = tmp_path / "model.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr(enhance.training, "batched_loss", interrupted)
+        code, output = cli("train", tiny_db, "--out", out, *options, *every_epoch)
+    assert code == 130 and not out.exists(), output
+    snapshot = tmp_path / "model.pt.resume"
+    assert snapshot.is_file()
+    # started again without --resume, it would throw the two epochs away
+    code, output = cli("train", tiny_db, "--out", out, *options)
+    assert code == 2 and "--resume" in output, output
+    # with other options it is not the same run
+    code, output = cli(
+        "train", tiny_db, "--out", out, *options, "--lr", "1e-2", "--resume"
+    )
+    assert code == 2 and "snapshot of another run" in output, output
+
+    code, output = cli("train", tiny_db, "--out", out, *options, "--resume")
+    assert code == 0, output
+    assert "resuming after epoch 2" in output
+    assert not snapshot.exists()
+    resumed, reference = load_checkpoint(out), load_checkpoint(whole)
+    assert [h["epoch"] for h in resumed.training["history"]] == [1, 2, 3, 4]
+    assert [h["val_loss"] for h in resumed.training["history"]] == [
+        h["val_loss"] for h in reference.training["history"]
+    ]
+    for name, weights in reference.state_dict.items():
+        assert torch.equal(weights, resumed.state_dict[name]), name

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -294,3 +296,40 @@ def test_percentile_normalisation_round_trip() -> None:
     np.testing.assert_allclose(norm.invert(normalised, scale), stack, rtol=1e-5)
     flat = np.full((2, 4, 4), 3.0, dtype=np.float32)
     assert np.all(np.isfinite(norm.apply(flat)))
+
+
+def test_a_resumed_run_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
+    from enhance.snapshot import TrainingSnapshot, load_snapshot, save_snapshot
+    from enhance.training import run_fingerprint
+
+    pairs = [synthetic_pair(2), synthetic_pair(3)]
+    config = tiny_config(max_epochs=4, patience=4)
+    snapshots: list[TrainingSnapshot] = []
+    whole = train_model(
+        pairs[:1],
+        pairs[1:],
+        config,
+        on_snapshot=snapshots.append,
+        snapshot_every_s=0.0,
+    )
+    # one per epoch end, but none after the last (the model file is the result)
+    assert [s.epoch for s in snapshots] == [1, 2, 3]
+    # the run was killed after epoch 2: its snapshot went through a file
+    fingerprint = run_fingerprint(config, pairs[:1], pairs[1:])
+    path = save_snapshot(tmp_path / "run.resume", snapshots[1], fingerprint=fingerprint)
+    state = load_snapshot(path, fingerprint=fingerprint)
+    resumed = train_model(pairs[:1], pairs[1:], config, resume=state)
+    assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
+    assert [r.val_loss for r in resumed.history] == [r.val_loss for r in whole.history]
+    assert resumed.best_epoch == whole.best_epoch
+    for name, weights in whole.checkpoint.state_dict.items():
+        assert torch.equal(weights, resumed.checkpoint.state_dict[name]), name
+
+    # a snapshot resumes only its own run
+    changed = tiny_config(max_epochs=4, patience=4, seed=8)
+    other = run_fingerprint(changed, pairs[:1], pairs[1:])
+    with pytest.raises(EnhanceError, match=r"snapshot of another run .*config"):
+        load_snapshot(path, fingerprint=other)
+    (tmp_path / "torn.resume").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(EnhanceError, match="not a readable training snapshot"):
+        load_snapshot(tmp_path / "torn.resume", fingerprint=fingerprint)
