@@ -30,6 +30,7 @@ from rich.table import Table
 from acquire.cli_common import console, err_console, handle_errors
 from acquire.errors import UserError
 from acquire.paths import check_output_folder
+from acquire.recorded_paths import record_path
 
 if TYPE_CHECKING:
     from enhance.data import TrainingPair
@@ -722,8 +723,8 @@ def enhance(
         resample=resample,
         manifest={
             "kind": "enhanced",
-            "source": str(source.resolve()),
-            "model_file": str(model.resolve()),
+            "source": record_path(source, relative_to=folder),
+            "model_file": record_path(model, relative_to=folder),
             "model": {
                 "voxel_size_um": list(checkpoint.voxel_size_um),
                 "software_version": checkpoint.software_version,

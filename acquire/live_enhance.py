@@ -26,6 +26,7 @@ from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.consumers import CompletedStack, StackQueue
 from acquire.controller import AcquisitionController, AcquisitionResult
 from acquire.errors import UserError
+from acquire.recorded_paths import record_path
 from acquire.storage import Dataset, StackSpec
 
 if TYPE_CHECKING:
@@ -247,8 +248,8 @@ def run_live_enhancement(
         target,
         on_enhanced=on_enhanced,
         manifest={
-            "raw_dataset": str(Path(request.out).resolve()),
-            "model_file": str(Path(model).resolve()),
+            "raw_dataset": record_path(Path(request.out), relative_to=target),
+            "model_file": record_path(Path(model), relative_to=target),
         },
     )
     queue = StackQueue(live, maxsize=queue_size, name="enhance")

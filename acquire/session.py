@@ -107,22 +107,35 @@ class CorrelationSession:
             return cls(
                 scope=str(data["scope"]),
                 holder=Holder.from_dict(data["holder"]),
-                marks={str(k): _xyz(v) for k, v in data["marks"].items()},
+                marks={str(k): _xyz(v) for k, v in _mapping(data, "marks").items()},
                 targets=tuple(
                     Target(str(t["name"]), _xyz(t["stage_xyz_um"]))
                     for t in data.get("targets", [])
                 ),
                 calibrations={
                     str(k): PixelCalibration.from_dict(v)
-                    for k, v in data.get("calibrations", {}).items()
+                    for k, v in _mapping(data, "calibrations", {}).items()
                 },
-                metadata=dict(data.get("metadata", {})),
+                metadata=dict(_mapping(data, "metadata", {})),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            # AttributeError: a mapping given as a list ("marks": [...])
+        except KeyError as error:
+            raise SessionError(
+                f"{source} is damaged: it has no {error}",
+                "Write the session again on scope A.",
+            ) from None
+        except (TypeError, ValueError, AttributeError) as error:
             raise SessionError(
                 f"{source} is damaged: {error}", "Write the session again on scope A."
             ) from None
+
+
+def _mapping(data: Mapping[str, Any], key: str, *default: Any) -> Mapping[str, Any]:
+    """``data[key]``, which must be a mapping (a list would lose the names)."""
+    value = data[key] if not default else data.get(key, default[0])
+    if not isinstance(value, Mapping):
+        kind = "list" if isinstance(value, list) else type(value).__name__
+        raise ValueError(f"'{key}' must map names to values, not be a {kind}")
+    return value
 
 
 def _xyz(values: Any) -> tuple[float, float, float]:

@@ -718,3 +718,55 @@ def test_records_are_json_friendly(db: PairDatabase) -> None:
     record = db.record(pair_id)
     json.dumps({"transform": dict(record.transform), "wf": record.widefield.to_json()})
     assert StackMeta.from_json(record.confocal.to_json()) == record.confocal
+
+
+WRITER_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from test_pairdb import add
+from correlate.pairdb import DuplicatePairError, PairDatabase
+
+db = PairDatabase.open(sys.argv[1], busy_timeout_s=30.0)
+writer = int(sys.argv[2])
+added = duplicates = 0
+print("ready", flush=True)
+sys.stdin.readline()
+for seed in range(8):  # the same pairs in every writer: a rerun raced by another
+    try:
+        add(db, seed=seed, cell_id=f"shared{seed}")
+        added += 1
+    except DuplicatePairError:
+        duplicates += 1
+for seed in range(4):  # this writer's own
+    add(db, seed=100 * (writer + 1) + seed, cell_id=f"w{writer}-{seed}")
+print(added, duplicates, flush=True)
+"""
+
+
+def test_several_writer_processes_store_every_pair_once(db: PairDatabase) -> None:
+    tests = Path(__file__).resolve().parent
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER_CHILD, str(db.path), str(w), str(tests)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(3)
+    ]
+    for writer in writers:  # all started and importing done: write at once
+        assert writer.stdout is not None
+        assert writer.stdout.readline() == "ready\n", writer.communicate()[1]
+    results = [writer.communicate("go\n", timeout=120) for writer in writers]
+    assert all(w.returncode == 0 for w in writers), [err for _, err in results]
+    counts = [tuple(map(int, out.split())) for out, _ in results]
+    # each shared pair went in exactly once; the other writers were told so
+    assert sum(added for added, _ in counts) == 8
+    assert all(added + duplicates == 8 for added, duplicates in counts)
+    records = db.records(accepted_only=False)
+    assert len(records) == 8 + 3 * 4
+    assert len({r.pair_id for r in records}) == len(records)
+    assert sorted(folders(db)) == sorted(f"{r.pair_id}.ome.zarr" for r in records)
+    for record in records:  # every pair reads back whole
+        db.load(record.pair_id)

@@ -197,6 +197,7 @@ class Dataset:
     ) -> Dataset:
         """Resume's work once the writer lock is held."""
         contents = Journal(path / JOURNAL_NAME).read()
+        contents.check_intact(path)
         committed = set(contents.stacks)
         for name in sorted(committed):
             if not (path / (name + STACK_SUFFIX)).is_dir():

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from acquire.storage.errors import DatasetError
 from acquire.storage.spec import STACK_SUFFIX, is_stack_name
 
 __all__ = ["REQUIRED_KEYS", "Journal", "JournalContents"]
@@ -57,6 +58,24 @@ class JournalContents:
     def stacks(self) -> frozenset[str]:
         """Names of the committed stacks."""
         return frozenset(entry["stack"] for entry in self.entries)
+
+    def check_intact(self, dataset: Path) -> None:
+        """Refuse a journal that something other than pairscope changed.
+
+        Raises
+        ------
+        DatasetError
+            Naming the dataset and the damaged lines.
+
+        """
+        if self.damaged_lines:
+            lines = ", ".join(map(str, self.damaged_lines[:5]))
+            raise DatasetError(
+                f"the journal of {dataset} is damaged: line(s) {lines} are not "
+                "entries pairscope wrote",
+                "Restore journal.jsonl from a backup; until then no stack of this "
+                "dataset is used or added.",
+            )
 
 
 class Journal:

@@ -108,14 +108,7 @@ def committed_stacks(dataset: Path) -> tuple[str, ...]:
             f"cannot read the journal of {dataset}: {error}",
             "Check the file's permissions; the journal lists the committed stacks.",
         ) from None
-    if contents.damaged_lines:
-        lines = ", ".join(map(str, contents.damaged_lines[:5]))
-        raise DatasetError(
-            f"the journal of {dataset} is damaged: line(s) {lines} are not entries "
-            "pairscope wrote",
-            "Restore journal.jsonl from a backup; until then no stack of this "
-            "dataset is used.",
-        )
+    contents.check_intact(dataset)
     return tuple(dict.fromkeys(str(entry["stack"]) for entry in contents.entries))
 
 
