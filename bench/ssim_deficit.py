@@ -35,8 +35,6 @@ from numpy.typing import NDArray
 from scipy.ndimage import gaussian_filter, uniform_filter
 
 HERE = Path(__file__).resolve().parent
-# run as a script, this folder leads sys.path and would hide ``enhance``
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 MODEL = ROOT / "enhance" / "models" / "demo_widefield_to_confocal.pt"
 RESULTS = ROOT / "bench" / "results" / "ssim_deficit.json"

@@ -24,11 +24,11 @@ Three measurements of the demo model (``enhance/models/demo_widefield_to_confoca
 
 Usage::
 
-    python bench/enhance.py [--quick] [--model PATH] [--report report.json]
+    python bench/enhancement.py [--quick] [--model PATH] [--report report.json]
         [--unet-report report.json]
 
-Prints a summary and writes ``bench/results/enhance.json`` (``--quick``:
-``enhance_quick.json``).
+Prints a summary and writes ``bench/results/enhancement.json`` (``--quick``:
+``enhancement_quick.json``).
 """
 
 from __future__ import annotations
@@ -47,13 +47,10 @@ import numpy as np
 import yaml
 
 HERE = Path(__file__).resolve().parent
-# run as a script, this folder leads sys.path and this file would hide the
-# ``enhance`` package
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 ROOT = HERE.parent
 CONFIG = ROOT / "hardware_configs" / "demo_widefield.cfg"
 MODEL = ROOT / "enhance" / "models" / "demo_widefield_to_confocal.pt"
-RESULTS = ROOT / "bench" / "results" / "enhance.json"
+RESULTS = ROOT / "bench" / "results" / "enhancement.json"
 EXPOSURE_MS = 50.0
 
 
@@ -404,7 +401,7 @@ def main() -> int:
                 "seconds": training["unet_seconds_to_best_epoch_total"],
                 "model": "filter + U-Net, without the coarse stage",
             }
-    out = RESULTS.with_name("enhance_quick.json") if args.quick else RESULTS
+    out = RESULTS.with_name("enhancement_quick.json") if args.quick else RESULTS
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
 
