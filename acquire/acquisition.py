@@ -24,10 +24,10 @@ from acquire.controller import (
     AcquisitionResult,
     PositionOffset,
 )
-from acquire.engine import RetryPolicy
 from acquire.errors import UserError
 from acquire.hardware import scope
 from acquire.recorded_paths import record_path
+from acquire.retry import RetryPolicy
 from acquire.sequence import (
     AcquisitionPlan,
     SequenceLimits,

@@ -12,7 +12,7 @@ import gc
 import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -20,37 +20,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 
 from acquire._version import __version__
-from acquire.acquisition import AcquisitionRequest
-from acquire.cli_acquire import acquire_main
 from acquire.cli_clean import clean_command
 from acquire.cli_common import console, err_console
 from acquire.cli_common import handle_errors as _handle_errors
 from acquire.cli_enhance import enhance, evaluate, train
 from acquire.cli_gui import gui
 from acquire.cli_pairs import pairs_app
-from acquire.correlation_run import (
-    check_export,
-    export_sequence,
-    load_holder,
-    load_targets,
-    record_fiducials,
-    relocate,
-)
-from acquire.demo import (
-    SAMPLE_MEDIA,
-    DemoProgress,
-    check_sample_medium,
-    check_seed,
-    run_demo,
-)
-from acquire.engine import RetryPolicy
+from acquire.demo_options import SAMPLE_MEDIA, check_sample_medium, check_seed
 from acquire.errors import UserError
-from acquire.flat_fields import parse_flat_field_specs
-from acquire.hardware import ScopeDescription, describe_scope, scope
-from acquire.ome_tiff import write_ome_tiff
 from acquire.paths import check_adapter_paths, check_output_file, check_output_folder
-from acquire.sequence import SequenceLimits
-from acquire.snapshot import take_snapshot
+from acquire.retry import RetryPolicy
+from acquire.sequence_limits import SequenceLimits
+
+if TYPE_CHECKING:
+    from acquire.demo import DemoProgress
+    from acquire.hardware import ScopeDescription
+
+# Workflows (and pymmcore-plus, useq, scipy, torch behind them) are imported
+# by the commands that run them: `pairscope --help` and `--version` stay fast.
 
 __all__ = ["MAX_EXPOSURE_MS", "UserError", "app", "main"]
 
@@ -116,6 +103,8 @@ AdapterOption = Annotated[
 
 
 def _describe(config: Path, adapter_paths: list[Path] | None) -> ScopeDescription:
+    from acquire.hardware import describe_scope, scope
+
     with scope(config, adapter_paths=adapter_paths) as core:
         return describe_scope(core)
 
@@ -219,6 +208,9 @@ def snap_command(
     adapter_path: AdapterOption = None,
 ) -> None:
     """Open the shutter, snap one image, close it, and write an OME-TIFF."""
+    from acquire.ome_tiff import write_ome_tiff
+    from acquire.snapshot import take_snapshot
+
     path = check_output_file(out, overwrite=overwrite)
     _check_exposure(exposure_ms)
     for name, value in (("--xy", xy or ()), ("--z", () if z is None else (z,))):
@@ -298,6 +290,8 @@ def demo(
     paired database; new stacks are enhanced live with the bundled model; the
     report compares everything with the simulator's ground truth.
     """
+    from acquire.demo import run_demo
+
     check_output_folder(out)
     check_seed(seed)
     check_sample_medium(sample_medium)
@@ -373,6 +367,9 @@ def acquire_command(
     Every completed z-stack is committed atomically and journaled; after a
     crash or a device fault, run the same command with --resume.
     """
+    from acquire.acquisition import AcquisitionRequest
+    from acquire.cli_acquire import acquire_main
+
     for name, value in (("--max-gb", max_gb), ("--max-hours", max_hours)):
         _check_finite(name, value, positive=True)
     if max_frames < 1:
@@ -462,6 +459,9 @@ def fiducials_command(
     dark_level: DarkLevelOption = 0.0,
 ) -> None:
     """Find the holder's fiducial marks on this scope and write a session file."""
+    from acquire.correlation_run import load_holder, load_targets, record_fiducials
+    from acquire.flat_fields import parse_flat_field_specs
+
     if out.exists():
         raise UserError(f"{out} already exists", "Choose another --out.")
     flats = parse_flat_field_specs(flat_field or [])
@@ -517,6 +517,9 @@ def relocate_command(
     dark_level: DarkLevelOption = 0.0,
 ) -> None:
     """Find the marks on this scope, fit the transform, map the session's targets."""
+    from acquire.correlation_run import check_export, export_sequence, relocate
+    from acquire.flat_fields import parse_flat_field_specs
+
     check_export(export, template)  # before minutes of scope work
     flats = parse_flat_field_specs(flat_field or [])
     transform, targets, found_here = relocate(

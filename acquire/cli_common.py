@@ -15,12 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from acquire.config_check import ConfigError
-from acquire.errors import UserError
-from acquire.sequence import SequenceError
-from correlate.pairdb import PairDatabaseError
-from correlate.registration import RegistrationError
-from enhance.errors import EnhanceError
+from acquire.errors import user_error_types
 
 __all__ = ["console", "err_console", "fail", "handle_errors"]
 
@@ -28,15 +23,6 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    UserError,
-    SequenceError,
-    PairDatabaseError,
-    RegistrationError,
-    EnhanceError,
-)
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -52,13 +38,13 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except USER_ERRORS as exc:
-            raise fail(str(exc), 2) from None
         except KeyboardInterrupt:
             raise fail("interrupted", 130) from None
         except typer.Exit:
             raise
         except Exception as exc:
+            if isinstance(exc, user_error_types()):
+                raise fail(str(exc), 2) from None
             detail = " ".join(str(exc).split()) or "no details"
             raise fail(f"{type(exc).__name__}: {detail}", 1) from None
         finally:

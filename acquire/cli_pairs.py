@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -14,10 +14,11 @@ from rich.table import Table
 
 from acquire.cli_common import console, err_console, handle_errors
 from acquire.errors import UserError
-from acquire.paired_run import PairedRunRequest
-from acquire.pairing import PairOutcome
 from acquire.paths import check_output_folder
-from correlate.pairdb import SPLITS, PairDatabase
+from correlate.pairdb import SPLITS
+
+if TYPE_CHECKING:
+    from acquire.pairing import PairOutcome
 
 __all__ = ["pairs_app"]
 
@@ -128,7 +129,7 @@ def acquire_pairs(
     Interrupted (a crash, a kill, a device fault)? Run the same command with
     --resume: nothing done is redone.
     """
-    from acquire.paired_run import run_paired_acquisition
+    from acquire.paired_run import PairedRunRequest, run_paired_acquisition
 
     if not resume:
         check_output_folder(out)
@@ -212,6 +213,8 @@ def list_pairs(
     ] = False,
 ) -> None:
     """List the pairs: cell, split, quality, scopes and objectives."""
+    from correlate.pairdb import PairDatabase
+
     db = PairDatabase.open(database)
     records = db.records(split, accepted_only=not everything)
     table = Table(title=f"{database} ({len(records)} pairs)", box=box.SIMPLE_HEAD)
@@ -251,5 +254,7 @@ def show_pair(
         raise UserError(
             f"the folder of {target} does not exist", "Create it or choose another."
         )
+    from correlate.pairdb import PairDatabase
+
     written = PairDatabase.open(database).write_montage(pair_id, target)
     console.print(f"wrote {written}", markup=False)

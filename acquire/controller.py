@@ -28,8 +28,9 @@ from useq import MDAEvent
 
 from acquire.autofocus import stage_limits_of
 from acquire.consumers import CompletedStack, StackQueue
-from acquire.engine import AcquisitionFault, ResilientEngine, RetryPolicy
+from acquire.engine import AcquisitionFault, ResilientEngine
 from acquire.hardware import objective_device
+from acquire.retry import RetryPolicy
 from acquire.sequence import AcquisitionPlan, StackKey, stack_key
 from acquire.storage import Dataset, StackSpec, StackWriter
 

@@ -38,6 +38,7 @@ from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.bundled_configs import bundled_config
 from acquire.cleanup import abandoned_partials
 from acquire.correlation_run import load_holder, record_fiducials
+from acquire.demo_options import check_sample_medium, check_seed
 from acquire.errors import UserError
 from acquire.hardware import scope
 from acquire.paired_run import PairedRunRequest, PairedRunResult, run_paired_acquisition
@@ -53,11 +54,8 @@ __all__ = [
     "BUNDLED_MODEL",
     "FULL_PLAN",
     "QUICK_PLAN",
-    "SAMPLE_MEDIA",
     "DemoPlan",
     "DemoProgress",
-    "check_sample_medium",
-    "check_seed",
     "run_demo",
 ]
 
@@ -102,25 +100,6 @@ class DemoPlan:
 
 FULL_PLAN = DemoPlan(6, 41, 0.25, 512, 2, 256, (5, 10, 20, 40, 80))
 QUICK_PLAN = DemoPlan(3, 21, 0.25, 384, 1, 256, (5, 10, 20, 40))
-
-
-SAMPLE_MEDIA = ("matched", "water", "glycerol", "mountant", "oil")
-"""Sample media the demo's simulated scopes offer (``SampleMedium``)."""
-
-
-def check_sample_medium(medium: str) -> None:
-    """Refuse a ``--sample-medium`` the simulated scopes do not know."""
-    if medium not in SAMPLE_MEDIA:
-        raise UserError(
-            f"--sample-medium {medium!r} is not a medium the simulated scopes know",
-            f"Use one of {', '.join(SAMPLE_MEDIA)}.",
-        )
-
-
-def check_seed(seed: int | None) -> None:
-    """Refuse a ``--seed`` outside ``0 <= seed < 2**31``."""
-    if seed is not None and not 0 <= seed < 2**31:
-        raise UserError(f"--seed {seed} is out of range", "Use 0 <= seed < 2**31.")
 
 
 def bundled_model() -> Path:

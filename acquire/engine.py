@@ -25,17 +25,17 @@ to move outside its travel) is not retried: the fault is raised at once.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from pymmcore_plus.core._sequencing import SequencedEvent
 from pymmcore_plus.mda import MDAEngine
 from pymmcore_plus.mda._engine import ImagePayload
+
+from acquire.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
@@ -48,7 +48,6 @@ __all__ = [
     "AcquisitionFault",
     "FaultKind",
     "ResilientEngine",
-    "RetryPolicy",
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,88 +57,6 @@ FaultKind: TypeAlias = Literal["snap", "xy_move", "z_move"]
 
 _RunnerSignal: TypeAlias = Literal["cancel", "pause"] | None
 _PayloadGenerator: TypeAlias = Generator["PImagePayload | None", _RunnerSignal, None]
-
-
-def _is_finite_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often, and how patiently, a failed snap or stage move is retried.
-
-    Attempt ``k`` (``k >= 2``) starts ``backoff_ms * backoff_factor**(k - 2)``
-    ms after attempt ``k - 1`` failed.
-
-    Parameters
-    ----------
-    max_attempts : int
-        Attempts per snap and per move, the first one included (>= 1; 1 means
-        no retries).
-    backoff_ms : float
-        Wait before the first retry, in ms (>= 0).
-    backoff_factor : float
-        Each further wait is this many times longer (>= 1).
-    give_up_on : tuple of exception types
-        Errors that mean the device refused the request itself (an invalid
-        position or setting): they are not retried. ``ValueError`` by default,
-        which is what UniMMCore Python devices raise for values out of range.
-
-    Raises
-    ------
-    ValueError
-        A parameter out of range.
-
-    """
-
-    max_attempts: int = 3
-    backoff_ms: float = 50.0
-    backoff_factor: float = 2.0
-    give_up_on: tuple[type[Exception], ...] = (ValueError,)
-
-    def __post_init__(self) -> None:
-        attempts = self.max_attempts
-        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
-            raise ValueError(
-                "RetryPolicy.max_attempts must be a whole number >= 1 (the first "
-                f"try counts; 1 means no retries), got {attempts!r}"
-            )
-        if not _is_finite_number(self.backoff_ms) or self.backoff_ms < 0:
-            raise ValueError(
-                "RetryPolicy.backoff_ms must be a finite number of ms >= 0, "
-                f"got {self.backoff_ms!r}"
-            )
-        if not _is_finite_number(self.backoff_factor) or self.backoff_factor < 1:
-            raise ValueError(
-                "RetryPolicy.backoff_factor must be a finite number >= 1 (waits "
-                f"never shrink), got {self.backoff_factor!r}"
-            )
-        if not isinstance(self.give_up_on, tuple) or not all(
-            isinstance(error, type) and issubclass(error, Exception)
-            for error in self.give_up_on
-        ):
-            raise ValueError(
-                "RetryPolicy.give_up_on must be a tuple of Exception subclasses, "
-                f"got {self.give_up_on!r}"
-            )
-
-    def delays_ms(self) -> tuple[float, ...]:
-        """Waits before each retry, in ms (``max_attempts - 1`` of them).
-
-        Returns
-        -------
-        tuple of float
-            ``(backoff_ms, backoff_ms * backoff_factor, ...)``.
-
-        """
-        return tuple(
-            self.backoff_ms * self.backoff_factor**k
-            for k in range(self.max_attempts - 1)
-        )
 
 
 DEFAULT_RETRY_POLICY = RetryPolicy()

@@ -6,7 +6,7 @@ anything else that goes wrong is a crash (code 1).
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["UserError", "user_error_types"]
 
 
 class UserError(Exception):
@@ -25,3 +25,20 @@ class UserError(Exception):
         self.what = what.rstrip(". ")
         self.hint = hint.strip()
         super().__init__(f"{self.what}. {self.hint}".strip())
+
+
+def user_error_types() -> tuple[type[Exception], ...]:
+    """Every error a user can cause and fix: shown as its own message.
+
+    `UserError` and its kinds (sequences, datasets, stage limits), and the
+    errors of parts that cannot depend on this package: configuration
+    parsing, the pair database, registration and the enhancement model.
+    Imported when asked, so that a command line that fails on nothing does
+    not pay for importing them.
+    """
+    from acquire.config_errors import ConfigError
+    from correlate.pairdb.errors import PairDatabaseError
+    from correlate.registration.errors import RegistrationError
+    from enhance.errors import EnhanceError
+
+    return (UserError, ConfigError, PairDatabaseError, RegistrationError, EnhanceError)

@@ -29,9 +29,9 @@ import yaml
 from pydantic import ValidationError
 
 from acquire.sequence_keys import unknown_key_problem
+from acquire.sequence_limits import SequenceLimits
 from acquire.sequence_plan import (
     AcquisitionPlan,
-    SequenceLimits,
     StackKey,
     plan_acquisition,
     stack_key,

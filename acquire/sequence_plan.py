@@ -18,6 +18,7 @@ from typing import Protocol
 
 import useq
 
+from acquire.sequence_limits import SequenceLimits
 from acquire.sequence_problems import KeyPath, format_key_path
 from acquire.sequence_rules import semantic_problems
 from acquire.sequence_size import (
@@ -31,7 +32,6 @@ from acquire.stage_limits import StageLimits
 
 __all__ = [
     "AcquisitionPlan",
-    "SequenceLimits",
     "StackKey",
     "format_bytes",
     "format_duration",
@@ -41,26 +41,6 @@ __all__ = [
 
 _SECONDS_PER_HOUR = 3600.0
 _AXES = "tpgcz"
-
-
-@dataclass(frozen=True)
-class SequenceLimits:
-    """Caps that keep a mistyped sequence from filling a disk or a week.
-
-    Attributes
-    ----------
-    max_frames : int
-        Most frames (images) one acquisition may take.
-    max_bytes : int
-        Most bytes of image data one acquisition may write.
-    max_duration_s : float
-        Longest estimated duration, in seconds.
-
-    """
-
-    max_frames: int = 200_000
-    max_bytes: int = 2 * 10**12
-    max_duration_s: float = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, order=True)

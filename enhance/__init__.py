@@ -3,10 +3,69 @@
 A pure library: arrays and metadata in, results out. It never imports
 ``acquire`` and never touches hardware.
 
-Modules: ``data`` (TrainingPair), ``unet`` (residual 3-D U-Net),
-``normalization``, ``patches``, ``training`` (train_model), ``checkpoint``
-(save/load/validate model files), ``predict`` (tiled inference: Enhancer,
-enhance_stack), ``psf`` and ``deconvolution`` (Richardson-Lucy baseline),
-``metrics``, ``evaluation`` (evaluate), ``device``, ``errors``. Import the
-submodules directly; importing this package does not load torch.
+The main entry points are importable from here; each loads its module (and
+torch) when first used, so ``import enhance`` alone loads nothing heavy:
+
+* `TrainingConfig`, `train_model`: train a residual 3-D U-Net on pairs
+  (`TrainingPair`, or `load_split` from a pair database);
+* `Checkpoint`, `load_checkpoint`: model files that carry their own metadata;
+* `Enhancer`, `enhance_stack`: tiled inference on a whole stack;
+* `evaluate`: the model against Richardson-Lucy and the raw wide field.
+
+Modules: ``data``, ``unet``, ``normalization``, ``patches``, ``training``,
+``snapshot``, ``checkpoint``, ``predict``, ``psf``, ``deconvolution``,
+``metrics``, ``evaluation``, ``device``, ``errors``.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from enhance.checkpoint import Checkpoint, load_checkpoint
+    from enhance.data import TrainingPair
+    from enhance.database_pairs import load_split
+    from enhance.errors import EnhanceError
+    from enhance.evaluation import evaluate
+    from enhance.predict import Enhancer, enhance_stack
+    from enhance.training import TrainingConfig, train_model
+
+__all__ = [
+    "Checkpoint",
+    "EnhanceError",
+    "Enhancer",
+    "TrainingConfig",
+    "TrainingPair",
+    "enhance_stack",
+    "evaluate",
+    "load_checkpoint",
+    "load_split",
+    "train_model",
+]
+
+_HOMES = {
+    "Checkpoint": "checkpoint",
+    "EnhanceError": "errors",
+    "Enhancer": "predict",
+    "TrainingConfig": "training",
+    "TrainingPair": "data",
+    "enhance_stack": "predict",
+    "evaluate": "evaluation",
+    "load_checkpoint": "checkpoint",
+    "load_split": "database_pairs",
+    "train_model": "training",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,4 +1,4 @@
-"""Paths recorded in manifests and sessions survive moving the folder that holds them."""
+"""Paths recorded in manifests and sessions survive moving the folder holding them."""
 
 from __future__ import annotations
 

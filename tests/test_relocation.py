@@ -201,11 +201,12 @@ def test_export_options_are_checked_before_the_search(
     message: str,
 ) -> None:
     import acquire.cli as cli
+    import acquire.correlation_run as correlation_run
 
     def no_search(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the relocation ran before the options were checked")
 
-    monkeypatch.setattr(cli, "relocate", no_search)
+    monkeypatch.setattr(correlation_run, "relocate", no_search)
     monkeypatch.chdir(tmp_path)
     Path("exists.yaml").write_text("x: 1\n")
     Path("bad.yaml").write_text("z_plan: {range: 2, stpe: 0.5}\n")

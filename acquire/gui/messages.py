@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from acquire.cli_common import USER_ERRORS
-from enhance.errors import EnhanceError
+from acquire.errors import user_error_types
 
-__all__ = ["GUI_USER_ERRORS", "describe_error"]
-
-GUI_USER_ERRORS: tuple[type[Exception], ...] = (*USER_ERRORS, EnhanceError)
-"""Errors a user can cause and fix: shown as their own message."""
+__all__ = ["describe_error"]
 
 
 def describe_error(error: BaseException) -> str:
@@ -26,7 +22,7 @@ def describe_error(error: BaseException) -> str:
         ``"unexpected error: <type>: <message>"`` for anything else.
 
     """
-    if isinstance(error, GUI_USER_ERRORS):
+    if isinstance(error, user_error_types()):
         return " ".join(str(error).split()) or type(error).__name__
     detail = " ".join(str(error).split()) or "no details"
     return f"unexpected error: {type(error).__name__}: {detail}"
