@@ -63,9 +63,10 @@ def _imports() -> tuple[dict[str, bool], list[tuple[str, float]]]:
     for line in proc.stderr.splitlines():
         parts = line.split("|")
         if len(parts) == 3 and parts[1].strip().isdigit():
-            cumulative.append((parts[2].strip(), int(parts[1]) / 1e6))
+            cumulative.append((parts[2].rstrip(), int(parts[1]) / 1e6))
+    # top-level imports only (nested ones are indented below their parent)
     top = sorted(
-        (item for item in cumulative if not item[0].startswith(" ")),
+        ((name.strip(), s) for name, s in cumulative if not name.startswith("  ")),
         key=lambda item: -item[1],
     )[:8]
     return loaded, top
