@@ -36,7 +36,8 @@ from acquire.storage import Dataset, StackSpec, StackWriter
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
-    from pymmcore_plus.mda._protocol import PImagePayload
+
+    from acquire.mmcore_compat import PImagePayload
 
 
 class AcquisitionEvents(SignalGroup):
@@ -145,7 +146,7 @@ class _RecordingEngine(ResilientEngine):
                 core.setShutterOpen(False)
         for payload in payloads:
             if payload is not None:
-                self._controller._on_frame(payload)
+                self._controller.on_frame(payload)
             yield payload
 
 
@@ -320,7 +321,8 @@ class AcquisitionController:
 
     # -- frames -------------------------------------------------------------
 
-    def _on_frame(self, payload: PImagePayload) -> None:
+    def on_frame(self, payload: PImagePayload) -> None:
+        """Write one frame into its stack; commit the stack when it is whole."""
         image, event, meta = payload
         key = stack_key(event)
         writer = self._writers.get(key)

@@ -31,17 +31,23 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from pymmcore_plus.core._sequencing import SequencedEvent
 from pymmcore_plus.mda import MDAEngine
-from pymmcore_plus.mda._engine import ImagePayload
 
+from acquire.mmcore_compat import (
+    ImagePayload,
+    SequencedEvent,
+    autofocus_z_correction,
+    engine_opens_shutter,
+    last_config,
+)
 from acquire.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
-    from pymmcore_plus.mda._protocol import PImagePayload
     from pymmcore_plus.metadata import SummaryMetaV1
     from useq import MDAEvent, MDASequence
+
+    from acquire.mmcore_compat import PImagePayload
 
 __all__ = [
     "DEFAULT_RETRY_POLICY",
@@ -233,7 +239,7 @@ class ResilientEngine(MDAEngine):
         if isinstance(event, SequencedEvent):
             super().setup_event(event)
             return
-        channel_before = self.mmcore._last_config
+        channel_before = last_config(self.mmcore)
         self.setup_single_event(event)
         if event.properties:
             self.mmcore.waitForSystem()
@@ -301,7 +307,7 @@ class ResilientEngine(MDAEngine):
             logger.warning("No Z stage device found. Cannot set Z position.")
             return
         # the stock engine's per-position autofocus correction
-        correction = self._z_correction.setdefault(event.index.get("p"), 0.0)
+        correction = autofocus_z_correction(self, event.index.get("p"))
         target = float(event.z_pos or 0.0) + correction
 
         def move() -> None:
@@ -334,7 +340,7 @@ class ResilientEngine(MDAEngine):
         # as the stock engine: the event time is taken after the exposure
         t0 = event.metadata.get("runner_t0") or time.perf_counter()
         event_time_ms = (time.perf_counter() - t0) * 1000
-        if not event.keep_shutter_open and self._autoshutter_was_set:
+        if not event.keep_shutter_open and engine_opens_shutter(self):
             core.setShutterOpen(False)
 
         n_cam_channels = core.getNumberOfCameraChannels()
@@ -452,7 +458,7 @@ class ResilientEngine(MDAEngine):
 
     def _close_shutter_after_fault(self) -> None:
         """Close the shutter the engine opened, as the run is about to stop."""
-        if not self._autoshutter_was_set:
+        if not engine_opens_shutter(self):
             return  # the user owns the shutter (auto-shutter was off)
         core = self.mmcore
         with suppress(Exception):

@@ -1671,7 +1671,8 @@ def _signal_peak(signal: NDArray[np.float32]) -> float:
 # Pairs
 
 
-def _rotation(angle_deg: float) -> FloatArray:
+def rotation(angle_deg: float) -> FloatArray:
+    """2x2 rotation by ``angle_deg`` (counter-clockwise in (u, v))."""
     a = math.radians(angle_deg)
     return np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
 
@@ -1919,13 +1920,13 @@ def render_pair(
     conf = StackGeometry(
         shape=(conf_nz, field_px, field_px),
         voxel_um=(conf_dz, conf_pixel, conf_pixel),
-        lateral=_rotation(theta_c),
+        lateral=rotation(theta_c),
         origin_uv_um=np.zeros(2),
         height_mid_um=thickness / 2 - centre_offset * half_c,
         axial_stretch=stretch_c,
     )
     # Wide field: M = A_w^-1 A_c = lat_scale R(rho)  ->  A_w = A_c R(-rho) / lat_scale
-    lateral_w = conf.lateral @ _rotation(-rho) / lat_scale
+    lateral_w = conf.lateral @ rotation(-rho) / lat_scale
     m_true = np.linalg.inv(lateral_w) @ conf.lateral
     half_conf = conf_pixel * (field_px - 1) / 2
     corners = np.array([[1, 1], [1, -1], [-1, 1], [-1, -1]]) * half_conf
@@ -2175,7 +2176,7 @@ def _place_volume(
     for c in range(n_copies):
         angle = float(rng.uniform(0.0, 360.0))
         mirrored = bool(rng.uniform() < 0.5)
-        turn = _rotation(angle) @ np.diag([1.0, -1.0 if mirrored else 1.0])
+        turn = rotation(angle) @ np.diag([1.0, -1.0 if mirrored else 1.0])
         if c == 0:
             anchor = int(rng.choice(n_vol, p=p))
             target = conf.lateral @ (rng.uniform(-0.35, 0.35, 2) * half_c)

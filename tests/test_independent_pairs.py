@@ -119,7 +119,7 @@ def test_truth_maps_confocal_beads_onto_widefield_beads(
     )
     assert pair.truth_axial_scale == pytest.approx(axial_scale)
     assert pair.truth_matrix == pytest.approx(
-        lateral_scale * ip._rotation(rotation_deg), abs=1e-12
+        lateral_scale * ip.rotation(rotation_deg), abs=1e-12
     )
     # Find the beads in the confocal stack, locate them there, map them with
     # the truth, locate them in the wide-field stack near where it says.
@@ -624,7 +624,7 @@ def test_volume_wide_emitters_render_like_narrow_ones(
     geometry = ip.StackGeometry(
         shape=(11, 48, 48),
         voxel_um=(0.25, 0.1, 0.1),
-        lateral=ip._rotation(20.0),
+        lateral=ip.rotation(20.0),
         origin_uv_um=np.array([0.3, -0.2]),
         height_mid_um=h_mid,
         axial_stretch=1.0,

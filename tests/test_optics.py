@@ -332,7 +332,7 @@ def test_index_matched_setups_keep_their_tables_and_images() -> None:
         "version": 4,
     }
     digest = hashlib.sha256(json.dumps(historic, sort_keys=True).encode())
-    assert psf._cache_key(same) == psf._cache_key(plain) == digest.hexdigest()[:24]
+    assert psf.cache_key(same) == psf.cache_key(plain) == digest.hexdigest()[:24]
     np.testing.assert_array_equal(focal_shift(same).nominal_focus_um([1, 5]), [1, 5])
 
     geometry = CameraGeometry(0.1625, (40, 40))

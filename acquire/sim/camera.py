@@ -312,7 +312,7 @@ class SpecimenCamera(SimpleCameraDevice):
         self.faults.check(f"camera {self.get_label()!r} snap")
         started = time.perf_counter()
         state = self.read_scope_state()
-        axis_xy, focus_z = self._physical_position(state)
+        axis_xy, focus_z = self.physical_position(state)
         if state.shutter_open:
             rate = self.renderer_for(state.objective).render(
                 (float(axis_xy[0]), float(axis_xy[1])), focus_z
@@ -459,9 +459,7 @@ class SpecimenCamera(SimpleCameraDevice):
             autofluorescence_fraction=section,
         )
 
-    def _physical_position(
-        self, state: ScopeState
-    ) -> tuple[NDArray[np.float64], float]:
+    def physical_position(self, state: ScopeState) -> tuple[NDArray[np.float64], float]:
         """Where the optical axis and focal plane really are, with landing errors."""
         mount = self.mount()
         xy = (round(state.stage_xy_um[0], 3), round(state.stage_xy_um[1], 3))

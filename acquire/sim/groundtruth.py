@@ -154,6 +154,6 @@ def landed_position(core: CMMCorePlus) -> tuple[tuple[float, float], float]:
 
     """
     camera = simulated_camera(core)
-    axis_xy, focus_z = camera._physical_position(camera.read_scope_state())
+    axis_xy, focus_z = camera.physical_position(camera.read_scope_state())
     rendered_z = round(focus_z / DZ_FINE_UM) * DZ_FINE_UM
     return (float(axis_xy[0]), float(axis_xy[1])), float(rendered_z)

@@ -330,7 +330,12 @@ def _setup_payload(setup: OpticalSetup) -> dict[str, object]:
     return payload
 
 
-def _cache_key(setup: OpticalSetup) -> str:
+def cache_key(setup: OpticalSetup) -> str:
+    """The name of a setup's PSF in the on-disk cache (24 hex digits).
+
+    It changes with anything that changes the PSF: the setup, the defocus
+    table, the psfmodels version and the cache format.
+    """
     payload = {
         "setup": _setup_payload(setup),
         "table": defocus_table_um().tolist(),
@@ -375,7 +380,7 @@ def psf_kernels(
             "acquire.sim.depth_psf.depth_kernels for this setup"
         )
     dz_values = defocus_table_um()
-    path = _cache_dir() / f"psf-{_cache_key(setup)}.npz"
+    path = _cache_dir() / f"psf-{cache_key(setup)}.npz"
     if path.exists():
         try:
             with np.load(path) as data:
