@@ -6,8 +6,8 @@ raw wide-field and Richardson-Lucy on a held-out split, ``enhance`` runs it on
 the stacks of a dataset or on an OME-TIFF.
 
 Registered pairs carry the fill value (0) wherever the wide-field stack did
-not cover the confocal grid (typically a last plane). Such all-fill border
-planes are cut off before training and evaluation
+not cover the confocal grid (typically a last plane). `enhance.load_split`
+cuts such all-fill border planes off before training and evaluation
 (:func:`enhance.data.trim_to_overlap`), so the network and the baseline see
 only measured wide-field voxels, as they do live.
 """
@@ -31,6 +31,7 @@ from acquire.cli_common import console, err_console, handle_errors
 from acquire.errors import UserError
 from acquire.paths import check_output_folder
 from acquire.recorded_paths import record_path
+from enhance.recipe import RECIPE
 
 if TYPE_CHECKING:
     from enhance.data import TrainingPair
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["enhance", "evaluate", "train"]
 
-DEFAULT_PATCH = "16,64,64"
+DEFAULT_PATCH = ",".join(map(str, RECIPE.patch_shape))
 DEFAULT_COARSE_PATCH = "32,64,64"
 STAGES = ("fine", "coarse")
 
@@ -64,11 +65,11 @@ def _load_split(
     crop: int | None = None,
 ) -> tuple[Any, list[TrainingPair]]:
     from correlate.pairdb import PairDatabase
-    from enhance.data import crop_yx, trim_to_overlap
+    from enhance.data import crop_yx
     from enhance.database_pairs import load_split
 
     db = PairDatabase.open(database)
-    pairs = [trim_to_overlap(p) for p in load_split(db, split, limit=limit)]
+    pairs = load_split(db, split, limit=limit)
     if crop is not None:
         pairs = [crop_yx(p, crop) for p in pairs]
     return db, pairs
@@ -117,10 +118,12 @@ def train(
     ] = 0,
     max_minutes: Annotated[
         float, typer.Option("--max-minutes", help="Stop after the epoch past this.")
-    ] = 20.0,
-    max_epochs: Annotated[int, typer.Option("--max-epochs")] = 200,
-    steps_per_epoch: Annotated[int, typer.Option("--steps-per-epoch")] = 25,
-    batch_size: Annotated[int, typer.Option("--batch-size")] = 4,
+    ] = RECIPE.max_duration_s / 60.0,
+    max_epochs: Annotated[int, typer.Option("--max-epochs")] = RECIPE.max_epochs,
+    steps_per_epoch: Annotated[
+        int, typer.Option("--steps-per-epoch")
+    ] = RECIPE.steps_per_epoch,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = RECIPE.batch_size,
     patch: Annotated[
         str | None,
         typer.Option(
@@ -132,13 +135,15 @@ def train(
     base_channels: Annotated[
         int | None,
         typer.Option(
-            "--base-channels", help="U-Net width (default 8; coarse stage 16)."
+            "--base-channels",
+            help=f"U-Net width (default {RECIPE.base_channels}; coarse stage 16).",
         ),
     ] = None,
     depth: Annotated[
         int | None,
         typer.Option(
-            "--depth", help="U-Net pooling steps (default 2; coarse stage 3)."
+            "--depth",
+            help=f"U-Net pooling steps (default {RECIPE.depth}; coarse stage 3).",
         ),
     ] = None,
     linear_filter: Annotated[
@@ -148,11 +153,13 @@ def train(
             help="Fit a linear WF->confocal filter on the train split and let the "
             "U-Net correct its output (default), or learn from the WF stack alone.",
         ),
-    ] = True,
-    loss: Annotated[str, typer.Option("--loss", help="l1, mse or mse+ssim.")] = "mse",
-    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-3,
-    patience: Annotated[int, typer.Option("--patience")] = 20,
-    val_patches: Annotated[int, typer.Option("--val-patches")] = 32,
+    ] = RECIPE.linear_filter,
+    loss: Annotated[
+        str, typer.Option("--loss", help="l1, mse or mse+ssim.")
+    ] = RECIPE.loss,
+    learning_rate: Annotated[float, typer.Option("--lr")] = RECIPE.learning_rate,
+    patience: Annotated[int, typer.Option("--patience")] = RECIPE.patience,
+    val_patches: Annotated[int, typer.Option("--val-patches")] = RECIPE.n_val_patches,
     threads: Annotated[
         int | None, typer.Option("--threads", help="CPU threads (default: all).")
     ] = None,
@@ -286,8 +293,10 @@ def train(
         unet=initial.unet
         if initial is not None
         else UNetConfig(
-            depth=2 if depth is None else depth,
-            base_channels=8 if base_channels is None else base_channels,
+            depth=RECIPE.depth if depth is None else depth,
+            base_channels=RECIPE.base_channels
+            if base_channels is None
+            else base_channels,
             in_channels=2 if linear_filter else 1,
         ),
         patch_shape=_triple(patch or DEFAULT_PATCH, "--patch"),
@@ -623,15 +632,15 @@ def _write_enhanced(
     resample: bool,
     manifest: dict[str, Any],
 ) -> int:
-    from acquire.live_enhance import resample_to
     from acquire.storage import Dataset, StackSpec
+    from enhance.voxels import resample_stack
 
     checkpoint = enhancer.checkpoint
     voxel = checkpoint.voxel_size_um
     dataset: Dataset | None = None
     for name, data, voxel_size_um, position, scope in stacks:
         if resample:
-            data = resample_to(data, voxel_size_um, voxel)
+            data = resample_stack(data, voxel_size_um, voxel)
             voxel_size_um = voxel
         result = enhancer.predict(data, voxel_size_um=voxel_size_um)
         image = result.image
@@ -663,27 +672,6 @@ def _write_enhanced(
     return len(stacks)
 
 
-def _check_voxel_size(
-    name: str,
-    voxel_size_um: tuple[float, float, float],
-    model_voxel_um: tuple[float, float, float],
-) -> None:
-    """Refuse a stack off the model's grid before anything is written."""
-    from enhance.errors import VoxelSizeError
-    from enhance.predict import VOXEL_SIZE_RTOL
-
-    given = np.asarray(voxel_size_um, float)
-    wanted = np.asarray(model_voxel_um, float)
-    if np.all(np.abs(given - wanted) <= VOXEL_SIZE_RTOL * wanted):
-        return
-    raise VoxelSizeError(
-        f"stack {name} has voxel size (dz, dy, dx) = "
-        f"{tuple(round(v, 4) for v in given.tolist())} um, the model was trained "
-        f"for {tuple(round(v, 4) for v in wanted.tolist())} um",
-        "pass --resample to resample it onto the model's grid",
-    )
-
-
 @handle_errors
 def enhance(
     model: Annotated[Path, typer.Argument(help="Model file of `pairscope train`.")],
@@ -708,6 +696,7 @@ def enhance(
 ) -> None:
     """Enhance every stack of a dataset (or one OME-TIFF) into a new dataset."""
     from enhance.predict import Enhancer
+    from enhance.voxels import check_model_grid
 
     folder = check_output_folder(out)
     enhancer = Enhancer(model, device=device)
@@ -715,7 +704,13 @@ def enhance(
     checkpoint = enhancer.checkpoint
     if not resample:
         for name, _, voxel_size_um, _, _ in stacks:
-            _check_voxel_size(name, voxel_size_um, checkpoint.voxel_size_um)
+            check_model_grid(
+                voxel_size_um,
+                checkpoint.voxel_size_um,
+                resample=False,
+                what=f"stack {name}",
+                hint="pass --resample to resample it onto the model's grid",
+            )
     count = _write_enhanced(
         enhancer,
         stacks,

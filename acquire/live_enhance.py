@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage
 
 from acquire.acquisition import AcquisitionRequest, run_acquisition
 from acquire.consumers import CompletedStack, StackQueue
@@ -28,6 +27,7 @@ from acquire.controller import AcquisitionController, AcquisitionResult
 from acquire.errors import UserError
 from acquire.recorded_paths import record_path
 from acquire.storage import Dataset, StackSpec
+from enhance.voxels import resample_stack
 
 if TYPE_CHECKING:
     from enhance.predict import Enhancer
@@ -94,20 +94,6 @@ def load_enhancer(model: Path, *, threads: int = 1) -> Enhancer:
         ) from None
 
 
-def resample_to(
-    stack: NDArray[Any],
-    voxel_size_um: tuple[float, float, float],
-    target_um: tuple[float, float, float],
-) -> NDArray[np.float32]:
-    """Linear resampling of a (z, y, x) stack onto another voxel size."""
-    factors = np.asarray(voxel_size_um, float) / np.asarray(target_um, float)
-    data = np.asarray(stack, dtype=np.float32)
-    if np.allclose(factors, 1.0, rtol=1e-3):
-        return data
-    zoomed = ndimage.zoom(data, factors, order=1, mode="nearest")
-    return np.asarray(zoomed, dtype=np.float32)
-
-
 @dataclass
 class LiveEnhancer:
     """Consumer that enhances and stores each completed stack.
@@ -157,7 +143,7 @@ class LiveEnhancer:
         started = time.perf_counter()
         raw = np.asarray(stack.data)[0]
         voxel = self.enhancer.checkpoint.voxel_size_um
-        on_grid = resample_to(raw, stack.voxel_size_um, voxel)
+        on_grid = resample_stack(raw, stack.voxel_size_um, voxel)
         enhanced = self.enhancer.predict(on_grid, voxel_size_um=voxel).image
         dataset = self._output()
         writer = dataset.begin_stack(

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from correlate.pairdb import PairDatabase
-from enhance.data import TrainingPair
+from enhance.data import TrainingPair, trim_to_overlap
 from enhance.errors import EnhanceError
 
 __all__ = ["load_split"]
 
 
 def load_split(
-    database: PairDatabase, split: str, *, limit: int | None = None
+    database: PairDatabase,
+    split: str,
+    *,
+    limit: int | None = None,
+    trim: bool = True,
 ) -> list[TrainingPair]:
     """The accepted pairs of one split, loaded into memory.
 
@@ -22,6 +26,10 @@ def load_split(
         Which split; splits are made by cell, so no cell is in two of them.
     limit : int, optional
         Load at most this many pairs (in catalog order).
+    trim : bool, optional
+        Cut off the border planes where the wide-field stack did not cover
+        the confocal grid (`enhance.data.trim_to_overlap`), as training,
+        evaluation and live use see them. Default True.
 
     Returns
     -------
@@ -46,13 +54,12 @@ def load_split(
     pairs = []
     for record in records:
         widefield, confocal = database.load(record.pair_id)
-        pairs.append(
-            TrainingPair(
-                pair_id=record.pair_id,
-                cell_id=record.cell_id,
-                widefield=widefield,
-                confocal=confocal,
-                voxel_size_um=record.voxel_size_um,
-            )
+        pair = TrainingPair(
+            pair_id=record.pair_id,
+            cell_id=record.cell_id,
+            widefield=widefield,
+            confocal=confocal,
+            voxel_size_um=record.voxel_size_um,
         )
+        pairs.append(trim_to_overlap(pair) if trim else pair)
     return pairs

@@ -33,22 +33,20 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import ArrayLike, NDArray
-from scipy import ndimage
 
 from enhance.checkpoint import Checkpoint, load_checkpoint
 from enhance.coarse import coarse_input, upsample_correction
 from enhance.device import configure_threads, select_device
-from enhance.errors import EnhanceError, VoxelSizeError
+from enhance.errors import EnhanceError
 from enhance.transfer import network_input
 from enhance.unet import UNetConfig
+from enhance.voxels import VOXEL_SIZE_RTOL, check_model_grid, resample_stack
 
 __all__ = ["Enhancer", "PredictionResult", "enhance_stack", "predict_stack"]
 
 DEFAULT_CORE_SHAPE = (64, 192, 192)
 """Largest kept (z, y, x) core of an automatic tile (``overlap`` is added)."""
 DEFAULT_BLEND = 8
-VOXEL_SIZE_RTOL = 0.05
-"""Default relative voxel-size mismatch (per axis) accepted without resampling."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,28 +172,6 @@ class Enhancer:
             if checkpoint.coarse is None
             else checkpoint.coarse.build_model(self.device)
         )
-
-    def _check_voxel_size(
-        self, voxel_size_um: tuple[float, float, float], *, resample: bool, rtol: float
-    ) -> bool:
-        model_voxel = np.asarray(self.checkpoint.voxel_size_um, dtype=float)
-        given = np.asarray(voxel_size_um, dtype=float)
-        if given.shape != (3,) or np.any(given <= 0):
-            raise EnhanceError(
-                f"voxel size {voxel_size_um} is not three positive lengths "
-                "(dz, dy, dx) in um"
-            )
-        if np.all(np.abs(given - model_voxel) <= rtol * model_voxel):
-            return False
-        if not resample:
-            raise VoxelSizeError(
-                f"the stack's voxel size (dz, dy, dx) = {tuple(given.tolist())} um "
-                f"differs from the {tuple(model_voxel.tolist())} um the model was "
-                f"trained for (tolerance {rtol:.0%} per axis)",
-                "pass resample=True to resample the stack to the model's grid and "
-                "back, or acquire at the model's voxel size",
-            )
-        return True
 
     def _network(
         self, model: torch.nn.Module, x: torch.Tensor, amp: bool
@@ -382,16 +358,14 @@ class Enhancer:
         if not np.all(np.isfinite(data)):
             raise EnhanceError("the stack holds NaN or inf values")
         original_shape = data.shape
-        resampled = self._check_voxel_size(
-            voxel_size_um, resample=resample, rtol=voxel_size_rtol
+        resampled = check_model_grid(
+            voxel_size_um,
+            self.checkpoint.voxel_size_um,
+            resample=resample,
+            rtol=voxel_size_rtol,
         )
         if resampled:
-            factors = np.asarray(voxel_size_um, float) / np.asarray(
-                self.checkpoint.voxel_size_um, float
-            )
-            data = ndimage.zoom(data, factors, order=1, mode="nearest").astype(
-                np.float32
-            )
+            data = resample_stack(data, voxel_size_um, self.checkpoint.voxel_size_um)
         norm = self.checkpoint.normalization
         scale = norm.scale(data)
         pred, n_tiles, tile = self.enhance_normalised(
@@ -404,9 +378,11 @@ class Enhancer:
         )
         image = pred if normalized_output else norm.invert(pred, scale)
         if resampled:
-            back = np.asarray(original_shape, float) / np.asarray(image.shape, float)
-            image = ndimage.zoom(image, back, order=1, mode="nearest").astype(
-                np.float32
+            image = resample_stack(
+                image,
+                self.checkpoint.voxel_size_um,
+                voxel_size_um,
+                shape=(original_shape[0], original_shape[1], original_shape[2]),
             )
         seconds = time.perf_counter() - started
         return PredictionResult(

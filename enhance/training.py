@@ -43,6 +43,7 @@ from enhance.errors import EnhanceError
 from enhance.losses import LOSSES, LossName, make_loss
 from enhance.normalization import PercentileNormalization
 from enhance.patches import sample_patches
+from enhance.recipe import RECIPE
 from enhance.snapshot import EpochRecord, TrainingSnapshot
 from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
@@ -102,7 +103,7 @@ def check_training_settings(settings: Any, unet: UNetConfig, *, what: str) -> No
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Settings of one training run.
+    """Settings of one training run; the defaults are `enhance.recipe.RECIPE`.
 
     Attributes
     ----------
@@ -144,23 +145,29 @@ class TrainingConfig:
 
     """
 
-    unet: UNetConfig = field(default_factory=lambda: UNetConfig(in_channels=2))
+    unet: UNetConfig = field(
+        default_factory=lambda: UNetConfig(
+            depth=RECIPE.depth,
+            base_channels=RECIPE.base_channels,
+            in_channels=2 if RECIPE.linear_filter else 1,
+        )
+    )
     normalization: PercentileNormalization = field(
         default_factory=PercentileNormalization
     )
-    patch_shape: tuple[int, int, int] = (16, 64, 64)
-    batch_size: int = 8
-    steps_per_epoch: int = 50
-    max_epochs: int = 100
-    patience: int = 10
-    learning_rate: float = 4e-4
-    loss: LossName = "l1"
-    n_val_patches: int = 32
+    patch_shape: tuple[int, int, int] = RECIPE.patch_shape
+    batch_size: int = RECIPE.batch_size
+    steps_per_epoch: int = RECIPE.steps_per_epoch
+    max_epochs: int = RECIPE.max_epochs
+    patience: int = RECIPE.patience
+    learning_rate: float = RECIPE.learning_rate
+    loss: LossName = RECIPE.loss  # type: ignore[assignment]  # checked below
+    n_val_patches: int = RECIPE.n_val_patches
     seed: int = 0
     device: str = "auto"
     num_threads: int | None = None
     amp: bool = True
-    max_duration_s: float | None = None
+    max_duration_s: float | None = RECIPE.max_duration_s
 
     def __post_init__(self) -> None:
         check_training_settings(self, self.unet, what="patch_shape")

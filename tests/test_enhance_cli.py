@@ -450,3 +450,21 @@ def test_a_killed_training_resumes_from_its_last_snapshot(
     ]
     for name, weights in reference.state_dict.items():
         assert torch.equal(weights, resumed.state_dict[name]), name
+
+
+def test_the_command_line_trains_the_library_default_recipe(
+    tiny_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import enhance.training
+
+    captured = []
+
+    def capture(*_args: object, config: object = None, **_kwargs: object) -> None:
+        captured.append(_args[2] if len(_args) > 2 else config)
+        raise KeyboardInterrupt  # stop before any epoch
+
+    monkeypatch.setattr(enhance.training, "train_model", capture)
+    code, output = cli("train", tiny_db, "--out", tmp_path / "m.pt")
+    assert code == 130, output
+    # a notebook's TrainingConfig() trains what `pairscope train` trains
+    assert captured == [enhance.training.TrainingConfig()]

@@ -57,7 +57,7 @@ def write_sequence(path: Path, positions: list[tuple[float, float, float]]) -> P
 
 
 def test_every_raw_stack_is_enhanced_like_offline(tmp_path: Path) -> None:
-    from acquire.live_enhance import resample_to
+    from enhance.voxels import resample_stack
 
     config = small_config(tmp_path, sensor_px=48)
     positions = cell_positions(config, [0, 1, 2])
@@ -86,7 +86,7 @@ def test_every_raw_stack_is_enhanced_like_offline(tmp_path: Path) -> None:
         raw = read_stack(out, name)
         enhanced = read_stack(result.enhanced_dataset, name)
         assert enhanced.voxel_size_um == pytest.approx(MODEL_VOXEL_UM)
-        on_grid = resample_to(raw.data[0], raw.voxel_size_um, MODEL_VOXEL_UM)
+        on_grid = resample_stack(raw.data[0], raw.voxel_size_um, MODEL_VOXEL_UM)
         # the demo camera's 0.1625 um pixels become 0.1 um ones
         assert on_grid.shape[1] == round(48 * raw.voxel_size_um[1] / 0.1)
         expected = predict_stack(
