@@ -22,8 +22,6 @@ all intensity-matched to the confocal and shown with the confocal's 0.5 to
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -34,29 +32,19 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw
 
 from enhance.checkpoint import FORMAT_VERSION, Checkpoint
 from enhance.data import TrainingPair, central_yx_window
 from enhance.deconvolution import DEFAULT_CANDIDATES, richardson_lucy, tune_iterations
 from enhance.errors import EnhanceError
+from enhance.evaluation_report import LINEAR_FILTER, comparison_figure, write_report
 from enhance.metrics import ImageMetrics, image_metrics, match_intensity
 from enhance.predict import Enhancer
 from enhance.psf import WidefieldOptics, default_psf_shape, widefield_psf
 
-__all__ = ["LINEAR_FILTER", "METHODS", "EvaluationReport", "PairEvaluation", "evaluate"]
+__all__ = ["METHODS", "EvaluationReport", "PairEvaluation", "evaluate"]
 
 METHODS = ("widefield", "richardson_lucy", "model")
-LINEAR_FILTER = "linear_filter"
-"""Extra method scored for a two-channel model: its learned linear filter
-alone (what the U-Net starts from), to show what the network adds."""
-_LABELS = {
-    "widefield": "raw WF",
-    "richardson_lucy": "RL",
-    "model": "model",
-    LINEAR_FILTER: "linear filter (model's first stage)",
-    "confocal": "confocal",
-}
 
 
 @dataclass(frozen=True)
@@ -99,103 +87,11 @@ class EvaluationReport:
     figure_png: Path
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return _finite_or_none(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
-
-
 def _mean_metrics(items: Sequence[ImageMetrics]) -> ImageMetrics:
     def mean(name: str) -> float:
         return float(np.mean([getattr(m, name) for m in items]))
 
     return ImageMetrics(mean("psnr_db"), mean("ssim"), mean("nrmse"), mean("pearson_r"))
-
-
-def _to_uint8(image: NDArray[np.float64], low: float, high: float) -> NDArray[np.uint8]:
-    scaled = (image - low) / max(high - low, 1e-12)
-    return np.asarray(np.clip(scaled, 0, 1) * 255 + 0.5, dtype=np.uint8)
-
-
-def _comparison_figure(
-    stacks: dict[str, NDArray[np.float64]],
-    voxel_size_um: tuple[float, float, float],
-    path: Path,
-) -> None:
-    confocal = stacks["confocal"]
-    low, high = np.percentile(confocal, [0.5, 99.8]).tolist()
-    nz, ny, nx = confocal.shape
-    stretch = voxel_size_um[0] / voxel_size_um[2]
-    xz_height = max(1, round(nz * stretch))
-    label_h, gap = 14, 4
-    panel_w = nx
-    width = 4 * panel_w + 3 * gap
-    height = label_h + ny + gap + xz_height
-    canvas = Image.new("L", (width, height), color=0)
-    draw = ImageDraw.Draw(canvas)
-    for column, name in enumerate(
-        ("widefield", "richardson_lucy", "model", "confocal")
-    ):
-        left = column * (panel_w + gap)
-        stack = stacks[name]
-        xy = Image.fromarray(_to_uint8(stack[nz // 2], low, high))
-        xz = Image.fromarray(_to_uint8(stack[:, ny // 2, :], low, high)).resize(
-            (nx, xz_height), Image.Resampling.BILINEAR
-        )
-        canvas.paste(xy, (left, label_h))
-        canvas.paste(xz, (left, label_h + ny + gap))
-        draw.text((left + 2, 1), _LABELS[name], fill=255)
-    canvas.save(path, format="PNG")
-
-
-def _markdown(report: dict[str, Any]) -> str:
-    def row(label: str, m: dict[str, float | None]) -> str:
-        cells = [
-            f"{v:.3f}" if isinstance(v, float) else "inf"
-            for v in (m["psnr_db"], m["ssim"], m["nrmse"], m["pearson_r"])
-        ]
-        return f"| {label} | " + " | ".join(cells) + " |"
-
-    header = "| method | PSNR (dB) | SSIM | NRMSE | Pearson r |\n|---|---|---|---|---|"
-    ck, optics = report["checkpoint"], report["optics"]
-    lines = [
-        "# Enhancement evaluation",
-        "",
-        f"Model trained on {len(ck['provenance']['train_pair_ids'])} pairs "
-        f"(catalog sha256 {ck['provenance']['catalog_sha256']}), "
-        f"voxel size {ck['voxel_size_um']} um, "
-        f"pairscope {ck['software_version']}.",
-        f"Test pairs: {len(report['pairs'])}. "
-        f"Richardson-Lucy: {report['rl_iterations']} "
-        f"iterations, PSF NA {optics['numerical_aperture']}, "
-        f"n {optics['immersion_index']}, "
-        f"emission {optics['emission_wavelength_um']} um.",
-        "Every stack is affinely matched (least squares) to the confocal before "
-        "scoring; data range = confocal max - min. "
-        f"Scored: {report['scored_region']}.",
-        "",
-        "## Mean over test pairs",
-        "",
-        header,
-        *(row(_LABELS[m], report["mean"][m]) for m in report["methods"]),
-        "",
-        "## Per pair",
-        "",
-    ]
-    for pair in report["pairs"]:
-        lines += [f"### {pair['pair_id']} (cell {pair['cell_id']})", "", header]
-        lines += [row(_LABELS[m], pair["metrics"][m]) for m in report["methods"]]
-        lines.append("")
-    lines.append(f"Model throughput: {report['model_voxels_per_s']:.3g} voxels/s.")
-    return "\n".join(lines) + "\n"
 
 
 def evaluate(
@@ -280,37 +176,18 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     transfer = enhancer.checkpoint.transfer
     methods = METHODS if transfer is None else (*METHODS, LINEAR_FILTER)
-
-    def psf_for(pair: TrainingPair) -> NDArray[np.float32]:
-        shape = psf_shape or default_psf_shape(
-            pair.widefield.shape, pair.voxel_size_um, optics
-        )
-        return widefield_psf(optics, voxel_size_um=pair.voxel_size_um, shape=shape)
-
-    tuning: dict[int, float] = {}
-    # a tuning pair that is also scored (the demos) keeps the tuning run's
-    # estimate at the chosen count, and its time: no second identical run
-    tuning_run: tuple[TrainingPair, NDArray[np.float32], float] | None = None
+    baseline = _Baseline(optics, psf_shape, rl_background)
     if rl_iterations is None:
-        tune_on = rl_tuning_pair if rl_tuning_pair is not None else test_pairs[0]
-        start = time.perf_counter()
-        result = tune_iterations(
-            tune_on.widefield,
-            tune_on.confocal,
-            psf_for(tune_on),
-            candidates=rl_candidates,
-            background=rl_background,
+        baseline.tune(
+            rl_tuning_pair if rl_tuning_pair is not None else test_pairs[0],
+            rl_candidates,
         )
-        rl_iterations, tuning = result.iterations, result.psnr_db
-        tuned_on = tune_on.pair_id
-        tuning_run = (tune_on, result.estimate, time.perf_counter() - start)
     else:
-        tuned_on = None
+        baseline.iterations = rl_iterations
 
     evaluations: list[PairEvaluation] = []
     model_seconds = 0.0
     model_voxels = 0
-    rl_seconds = 0.0
     for pair in test_pairs:
         scored = (
             (slice(None),) * 3
@@ -318,18 +195,6 @@ def evaluate(
             else central_yx_window(pair.confocal.shape, score_crop_yx)
         )
         target = np.asarray(pair.confocal, dtype=np.float64)[scored]
-        if tuning_run is not None and pair is tuning_run[0]:
-            _, rl, seconds = tuning_run
-        else:
-            start = time.perf_counter()
-            rl = richardson_lucy(
-                pair.widefield,
-                psf_for(pair),
-                iterations=rl_iterations,
-                background=rl_background,
-            )
-            seconds = time.perf_counter() - start
-        rl_seconds += seconds
         prediction = enhancer.predict(
             pair.widefield,
             voxel_size_um=pair.voxel_size_um,
@@ -341,7 +206,7 @@ def evaluate(
         model_voxels += pair.n_voxels
         outputs = {
             "widefield": pair.widefield[scored],
-            "richardson_lucy": rl[scored],
+            "richardson_lucy": baseline.deconvolve(pair)[scored],
             "model": prediction.image[scored],
         }
         if transfer is not None:
@@ -365,12 +230,106 @@ def evaluate(
             figure_stacks["confocal"] = target
             figure_voxel = pair.voxel_size_um
     figure_png = out / "comparison.png"
-    _comparison_figure(figure_stacks, figure_voxel, figure_png)
+    comparison_figure(figure_stacks, figure_voxel, figure_png)
 
     mean = {m: _mean_metrics([e.metrics[m] for e in evaluations]) for m in methods}
     voxels_per_s = model_voxels / max(model_seconds, 1e-9)
+    payload = _payload(
+        enhancer,
+        optics,
+        baseline,
+        methods=methods,
+        mean=mean,
+        evaluations=evaluations,
+        voxels_per_s=voxels_per_s,
+        score_crop_yx=score_crop_yx,
+        figure_pair_id=shown,
+    )
+    report_json, report_md = write_report(out, payload)
+    return EvaluationReport(
+        pairs=tuple(evaluations),
+        mean=mean,
+        rl_iterations=baseline.iterations,
+        rl_tuning_psnr_db=baseline.tuning_psnr_db,
+        model_voxels_per_s=voxels_per_s,
+        report_md=report_md,
+        report_json=report_json,
+        figure_png=figure_png,
+    )
+
+
+class _Baseline:
+    """Richardson-Lucy with the wide-field PSF: tuned once, run per pair.
+
+    A tuning pair that is also scored (the demos) keeps the tuning run's
+    estimate at the chosen count, and its time: no second identical run.
+    """
+
+    def __init__(
+        self,
+        optics: WidefieldOptics,
+        psf_shape: tuple[int, int, int] | None,
+        background: float,
+    ) -> None:
+        self.optics = optics
+        self.psf_shape = psf_shape
+        self.background = background
+        self.iterations = 0
+        self.tuning_psnr_db: dict[int, float] = {}
+        self.tuned_on: str | None = None
+        self.seconds = 0.0
+        self._tuning_run: tuple[TrainingPair, NDArray[np.float32], float] | None = None
+
+    def psf_for(self, pair: TrainingPair) -> NDArray[np.float32]:
+        shape = self.psf_shape or default_psf_shape(
+            pair.widefield.shape, pair.voxel_size_um, self.optics
+        )
+        return widefield_psf(self.optics, voxel_size_um=pair.voxel_size_um, shape=shape)
+
+    def tune(self, pair: TrainingPair, candidates: Sequence[int]) -> None:
+        start = time.perf_counter()
+        result = tune_iterations(
+            pair.widefield,
+            pair.confocal,
+            self.psf_for(pair),
+            candidates=candidates,
+            background=self.background,
+        )
+        self.iterations, self.tuning_psnr_db = result.iterations, result.psnr_db
+        self.tuned_on = pair.pair_id
+        self._tuning_run = (pair, result.estimate, time.perf_counter() - start)
+
+    def deconvolve(self, pair: TrainingPair) -> NDArray[np.float32]:
+        if self._tuning_run is not None and pair is self._tuning_run[0]:
+            _, estimate, seconds = self._tuning_run
+        else:
+            start = time.perf_counter()
+            estimate = richardson_lucy(
+                pair.widefield,
+                self.psf_for(pair),
+                iterations=self.iterations,
+                background=self.background,
+            )
+            seconds = time.perf_counter() - start
+        self.seconds += seconds
+        return estimate
+
+
+def _payload(
+    enhancer: Enhancer,
+    optics: WidefieldOptics,
+    baseline: _Baseline,
+    *,
+    methods: Sequence[str],
+    mean: dict[str, ImageMetrics],
+    evaluations: Sequence[PairEvaluation],
+    voxels_per_s: float,
+    score_crop_yx: int | None,
+    figure_pair_id: str,
+) -> dict[str, Any]:
+    """Everything the report says, as plain values."""
     ck = enhancer.checkpoint
-    payload: dict[str, Any] = {
+    return {
         "checkpoint": {
             "format_version": FORMAT_VERSION,
             "voxel_size_um": list(ck.voxel_size_um),
@@ -386,10 +345,10 @@ def evaluate(
         "scored_region": "whole stacks"
         if score_crop_yx is None
         else f"central {score_crop_yx} x {score_crop_yx} px of the whole-stack results",
-        "rl_iterations": rl_iterations,
-        "rl_tuned_on_pair": tuned_on,
-        "rl_tuning_psnr_db": {str(k): v for k, v in tuning.items()},
-        "rl_seconds": rl_seconds,
+        "rl_iterations": baseline.iterations,
+        "rl_tuned_on_pair": baseline.tuned_on,
+        "rl_tuning_psnr_db": {str(k): v for k, v in baseline.tuning_psnr_db.items()},
+        "rl_seconds": baseline.seconds,
         "model_voxels_per_s": voxels_per_s,
         "device": str(enhancer.device),
         "methods": list(methods),
@@ -402,22 +361,5 @@ def evaluate(
             }
             for e in evaluations
         ],
-        "figure_pair_id": shown,
+        "figure_pair_id": figure_pair_id,
     }
-    payload = _jsonable(payload)
-    report_json = out / "report.json"
-    report_json.write_text(
-        json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8"
-    )
-    report_md = out / "report.md"
-    report_md.write_text(_markdown(payload), encoding="utf-8")
-    return EvaluationReport(
-        pairs=tuple(evaluations),
-        mean=mean,
-        rl_iterations=rl_iterations,
-        rl_tuning_psnr_db=tuning,
-        model_voxels_per_s=voxels_per_s,
-        report_md=report_md,
-        report_json=report_json,
-        figure_png=figure_png,
-    )
