@@ -86,8 +86,17 @@ def read_dataset(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+def timeout_s(seconds: float) -> float:
+    """A subprocess time limit, scaled by ``PAIRSCOPE_TEST_TIMEOUT_SCALE``.
+
+    A busy or slow machine (a loaded CI runner, a laptop on battery) sets the
+    scale above 1 instead of failing tests that are merely slow there.
+    """
+    return seconds * float(os.environ.get("PAIRSCOPE_TEST_TIMEOUT_SCALE", "1"))
+
+
 def pairscope(
-    *args: str | Path, timeout: float = 300
+    *args: str | Path, timeout: float = 300, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a subprocess (the way a user does)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -95,7 +104,8 @@ def pairscope(
         [sys.executable, "-m", "acquire.cli", *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=timeout_s(timeout),
         env=env,
+        cwd=cwd,
         check=False,
     )

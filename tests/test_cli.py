@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from acquire_helpers import pairscope
 from typer.testing import CliRunner
 
 from acquire import __version__
@@ -23,18 +24,6 @@ CONFOCAL = CONFIGS / "demo_confocal.cfg"
 ZEISS = CONFIGS / "zeiss_axioobserver_orca_TEMPLATE.cfg"
 OME = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
 OBJECTIVE_63X = "Plan-Apochromat 63x/1.43 Oil"
-
-
-def pairscope(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m acquire.cli ARGS`` and return the finished process."""
-    return subprocess.run(
-        [sys.executable, "-m", "acquire.cli", *map(str, args)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def assert_user_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:

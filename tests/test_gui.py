@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import typer
 import yaml
+from acquire_helpers import timeout_s
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QPushButton
 from pytestqt.qtbot import QtBot
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
 CELLS = [0, 5]
 N_PLANES, Z_STEP_UM = 11, 0.3
-OPERATION_TIMEOUT_MS = 120_000
+OPERATION_TIMEOUT_MS = round(timeout_s(120) * 1000)
 
 
 def small_scope(folder: Path, name: str, seed: int, sensor_px: int = 256) -> Path:

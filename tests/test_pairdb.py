@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 import zarr
+from acquire_helpers import timeout_s
 from PIL import Image
 from scipy import ndimage
 
@@ -615,7 +616,7 @@ def test_catalog_locked_by_another_process(db: PairDatabase) -> None:
         with pytest.raises(PairDatabaseError, match="locked"):
             db.records()
     finally:
-        process.communicate("\n", timeout=30)
+        process.communicate("\n", timeout=timeout_s(30))
     assert process.returncode == 0
     assert len(db) == 0 and folders(db) == []
 
@@ -758,7 +759,7 @@ def test_several_writer_processes_store_every_pair_once(db: PairDatabase) -> Non
     for writer in writers:  # all started and importing done: write at once
         assert writer.stdout is not None
         assert writer.stdout.readline() == "ready\n", writer.communicate()[1]
-    results = [writer.communicate("go\n", timeout=120) for writer in writers]
+    results = [writer.communicate("go\n", timeout=timeout_s(120)) for writer in writers]
     assert all(w.returncode == 0 for w in writers), [err for _, err in results]
     counts = [tuple(map(int, out.split())) for out, _ in results]
     # each shared pair went in exactly once; the other writers were told so

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
+from acquire_helpers import pairscope
 from numpy.typing import NDArray
 from scipy import ndimage
 
@@ -451,14 +450,7 @@ def test_bad_property_fails_when_set_and_keeps_the_old_value(tmp_path: Path) -> 
 
 def test_bad_volume_in_a_config_is_one_clear_error(tmp_path: Path) -> None:
     config = _config(tmp_path, "widefield", {"SpecimenVolumes": str(NEURON)})
-    result = subprocess.run(
-        [sys.executable, "-m", "acquire.cli", "info", "--config", str(config)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = pairscope("info", "--config", config, cwd=tmp_path, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
