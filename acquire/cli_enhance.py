@@ -693,13 +693,24 @@ def enhance(
     ] = False,
     channel: Annotated[int, typer.Option("--channel", help="Channel to enhance.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.",
+        ),
+    ] = "auto",
 ) -> None:
     """Enhance every stack of a dataset (or one OME-TIFF) into a new dataset."""
     from enhance.predict import Enhancer
     from enhance.voxels import check_model_grid
 
     folder = check_output_folder(out)
-    enhancer = Enhancer(model, device=device)
+    enhancer = Enhancer(model, device=device, engine=engine)
+    err_console.print(
+        f"model {model} on {enhancer.device} with {enhancer.engine_name}",
+        markup=False,
+    )
     stacks = _input_stacks(source, channel)
     checkpoint = enhancer.checkpoint
     if not resample:

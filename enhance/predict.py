@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike, NDArray
 from enhance.checkpoint import Checkpoint, load_checkpoint
 from enhance.coarse import coarse_input, upsample_correction
 from enhance.device import configure_threads, select_device
+from enhance.engines import InferenceEngine, make_engine, resolve_engine
 from enhance.errors import EnhanceError
 from enhance.transfer import network_input
 from enhance.unet import UNetConfig
@@ -151,6 +152,9 @@ class Enhancer:
         The model, or its file.
     device : str or torch.device, optional
         ``None``/``"auto"``: CUDA, MPS or CPU.
+    engine : {"auto", "torch", "onnxruntime"}, optional
+        What runs the networks (see `enhance.engines`); ``auto``: ONNX
+        Runtime on CPU when it is installed, else torch.
 
     """
 
@@ -159,6 +163,7 @@ class Enhancer:
         checkpoint: Checkpoint | str | os.PathLike[str],
         *,
         device: str | torch.device | None = None,
+        engine: str = "auto",
     ) -> None:
         if not isinstance(checkpoint, Checkpoint):
             checkpoint = load_checkpoint(checkpoint)
@@ -172,16 +177,25 @@ class Enhancer:
             if checkpoint.coarse is None
             else checkpoint.coarse.build_model(self.device)
         )
-
-    def _network(
-        self, model: torch.nn.Module, x: torch.Tensor, amp: bool
-    ) -> torch.Tensor:
-        if amp and self.device.type == "cuda":
-            with torch.autocast(device_type="cuda", dtype=torch.float16):
-                out: torch.Tensor = model(x).float()
-                return out
-        result: torch.Tensor = model(x)
-        return result
+        self.engine_name = resolve_engine(engine, self.device)
+        self._engine = make_engine(
+            self.engine_name,
+            self.model,
+            in_channels=checkpoint.unet.in_channels,
+            shape_multiple=checkpoint.unet.shape_multiple,
+            device=self.device,
+        )
+        self._coarse_engine = (
+            None
+            if checkpoint.coarse is None or self.coarse_model is None
+            else make_engine(
+                self.engine_name,
+                self.coarse_model,
+                in_channels=checkpoint.coarse.config.unet.in_channels,
+                shape_multiple=checkpoint.coarse.config.unet.shape_multiple,
+                device=self.device,
+            )
+        )
 
     def enhance_normalised(
         self,
@@ -218,7 +232,7 @@ class Enhancer:
                 f"array of shape {stack.shape}"
             )
         fine, n_tiles, shape = self._run_tiled(
-            self.model,
+            self._engine,
             config,
             stack,
             tile_shape=tile_shape,
@@ -228,12 +242,12 @@ class Enhancer:
             amp=amp,
         )
         coarse = self.checkpoint.coarse
-        if coarse is None or self.coarse_model is None:
+        if coarse is None or self._coarse_engine is None:
             return fine, n_tiles, shape
         factor = coarse.config.factor
         x = coarse_input(stack, fine, factor)
         corrected, _, _ = self._run_tiled(
-            self.coarse_model,
+            self._coarse_engine,
             coarse.config.unet,
             x,
             tile_shape=None,
@@ -247,7 +261,7 @@ class Enhancer:
 
     def _run_tiled(
         self,
-        model: torch.nn.Module,
+        engine: InferenceEngine,
         config: UNetConfig,
         stack: NDArray[np.float32],
         *,
@@ -301,39 +315,37 @@ class Enhancer:
                 ]
             )
         shape = tuple(p.tile for p in plans)
-        with torch.no_grad():
-            for first in range(0, len(origins), batch_size):
-                batch = origins[first : first + batch_size]
-                x = np.stack(
-                    [
-                        padded[
-                            (
-                                slice(None),
-                                *(
-                                    slice(t * p.step, t * p.step + p.tile)
-                                    for t, p in zip(o, plans, strict=True)
-                                ),
-                            )
-                        ]
-                        for o in batch
+        for first in range(0, len(origins), batch_size):
+            batch = origins[first : first + batch_size]
+            x = np.stack(
+                [
+                    padded[
+                        (
+                            slice(None),
+                            *(
+                                slice(t * p.step, t * p.step + p.tile)
+                                for t, p in zip(o, plans, strict=True)
+                            ),
+                        )
                     ]
-                )
-                pred = self._network(model, torch.from_numpy(x).to(self.device), amp)
-                pred_np = pred[:, 0].float().cpu().numpy()
-                for o, tile_out in zip(batch, pred_np, strict=True):
-                    dest, src = [], []
-                    for t, p, size in zip(o, plans, spatial, strict=True):
-                        start = t * p.step
-                        length = min(p.core, size - start)
-                        dest.append(slice(start, start + length))
-                        src.append(slice(p.halo, p.halo + length))
-                    w = (
-                        windows[0][o[0]][:, None, None]
-                        * windows[1][o[1]][None, :, None]
-                        * windows[2][o[2]][None, None, :]
-                    )[tuple(slice(0, s.stop - s.start) for s in src)]
-                    out[tuple(dest)] += w * tile_out[tuple(src)]
-                    weight_sum[tuple(dest)] += w
+                    for o in batch
+                ]
+            )
+            pred_np = engine.run(x, amp=amp)[:, 0]
+            for o, tile_out in zip(batch, pred_np, strict=True):
+                dest, src = [], []
+                for t, p, size in zip(o, plans, spatial, strict=True):
+                    start = t * p.step
+                    length = min(p.core, size - start)
+                    dest.append(slice(start, start + length))
+                    src.append(slice(p.halo, p.halo + length))
+                w = (
+                    windows[0][o[0]][:, None, None]
+                    * windows[1][o[1]][None, :, None]
+                    * windows[2][o[2]][None, None, :]
+                )[tuple(slice(0, s.stop - s.start) for s in src)]
+                out[tuple(dest)] += w * tile_out[tuple(src)]
+                weight_sum[tuple(dest)] += w
         return out / weight_sum, len(origins), (shape[0], shape[1], shape[2])
 
     def predict(
