@@ -25,6 +25,13 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 from rich import box
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from acquire.cli_common import console, err_console, handle_errors
@@ -624,6 +631,35 @@ def _check_voxel_values(where: Path, voxel_size_um: tuple[float, ...]) -> None:
         )
 
 
+def _store_enhanced(
+    dataset: Any,
+    name: str,
+    image: NDArray[np.float32],
+    voxel_size_um: tuple[float, float, float],
+    position: str,
+    scope: str,
+) -> None:
+    """Commit one enhanced stack into the output dataset."""
+    from acquire.storage import StackSpec
+
+    writer = dataset.begin_stack(
+        StackSpec(
+            name=name,
+            n_channels=1,
+            n_planes=int(image.shape[0]),
+            shape_yx=(int(image.shape[1]), int(image.shape[2])),
+            dtype="float32",
+            voxel_size_um=voxel_size_um,
+            channel_names=("enhanced",),
+            position_name=position,
+            scope_name=scope,
+        )
+    )
+    for z, plane in enumerate(image):
+        writer.write_plane(0, z, plane, {"source_stack": name, "z": z})
+    writer.commit()
+
+
 def _write_enhanced(
     enhancer: Enhancer,
     stacks: list[tuple[str, NDArray[np.float32], tuple[float, float, float], str, str]],
@@ -632,41 +668,45 @@ def _write_enhanced(
     resample: bool,
     manifest: dict[str, Any],
 ) -> int:
-    from acquire.storage import Dataset, StackSpec
+    from acquire.storage import Dataset
     from enhance.voxels import resample_stack
 
     checkpoint = enhancer.checkpoint
     voxel = checkpoint.voxel_size_um
     dataset: Dataset | None = None
-    for name, data, voxel_size_um, position, scope in stacks:
-        if resample:
-            data = resample_stack(data, voxel_size_um, voxel)
-            voxel_size_um = voxel
-        result = enhancer.predict(data, voxel_size_um=voxel_size_um)
-        image = result.image
-        if dataset is None:
-            dataset = Dataset.create(out, manifest)
-        writer = dataset.begin_stack(
-            StackSpec(
-                name=name,
-                n_channels=1,
-                n_planes=int(image.shape[0]),
-                shape_yx=(int(image.shape[1]), int(image.shape[2])),
-                dtype="float32",
-                voxel_size_um=voxel_size_um,
-                channel_names=("enhanced",),
-                position_name=position,
-                scope_name=scope,
+    voxels_done, seconds_done = 0, 0.0
+    with Progress(
+        TextColumn("enhancing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("stacks", total=len(stacks), rate="")
+        for name, data, voxel_size_um, position, scope in stacks:
+            if resample:
+                data = resample_stack(data, voxel_size_um, voxel)
+                voxel_size_um = voxel
+            result = enhancer.predict(data, voxel_size_um=voxel_size_um)
+            image = result.image
+            if dataset is None:
+                dataset = Dataset.create(out, manifest)
+            _store_enhanced(dataset, name, image, voxel_size_um, position, scope)
+            voxels_done += image.size
+            seconds_done += result.seconds
+            bar.update(
+                task,
+                advance=1,
+                rate=f"{voxels_done / max(seconds_done, 1e-9) / 1e6:.2f} Mvoxel/s",
             )
-        )
-        for z, plane in enumerate(image):
-            writer.write_plane(0, z, plane, {"source_stack": name, "z": z})
-        writer.commit()
-        err_console.print(
-            f"{name}: {image.shape[0]}x{image.shape[1]}x{image.shape[2]} voxels "
-            f"in {result.seconds:.1f} s ({result.voxels_per_s / 1e6:.2f} Mvoxel/s)",
-            markup=False,
-        )
+            bar.console.print(
+                f"{name}: {image.shape[0]}x{image.shape[1]}x{image.shape[2]} voxels "
+                f"in {result.seconds:.1f} s "
+                f"({result.voxels_per_s / 1e6:.2f} Mvoxel/s)",
+                markup=False,
+            )
     assert dataset is not None
     dataset.mark_complete()
     return len(stacks)
