@@ -3,7 +3,7 @@
 pairscope's engine subclasses pymmcore-plus's `MDAEngine` to add retries and
 to wait only for what changed; that needs a few names pymmcore-plus does not
 export or document. They are reached only through this module, and
-``tests/test_mmcore_compat.py`` checks each against the installed version,
+``tests/acquire/test_mmcore_compat.py`` checks each against the installed version,
 so an upgrade that renames one fails there, by name, not mid-acquisition.
 """
 

@@ -11,7 +11,7 @@ a float32 batch ``(n, channels, z, y, x)`` to ``(n, 1, z, y, x)``. Two exist:
     and run by ONNX Runtime (its CUDA provider when the device is CUDA and
     the provider is installed, else the CPU one). On 2 CPU cores it runs the
     demo U-Net about twice as fast as torch eager (``bench/engines.py``);
-    the outputs agree within 1e-4 relative (``tests/test_engines.py``).
+    the outputs agree within 1e-4 relative (``tests/enhance/test_engines.py``).
 
 ``auto`` picks ONNX Runtime on CPU when it is installed, torch otherwise.
 """

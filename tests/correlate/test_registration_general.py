@@ -27,7 +27,7 @@ from correlate.registration.blur_match import blur_axially, matching_axial_blur_
 from correlate.registration.shift_field import fit_shift_field
 from correlate.registration.tiles import TileShifts
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import independent_pairs
 
 

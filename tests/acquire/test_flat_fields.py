@@ -23,7 +23,7 @@ from acquire.errors import UserError
 from acquire.flat_fields import check_flat_fields, parse_flat_field_specs
 from correlate.fiducials import MarkDetectionError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 HOLDER = CONFIGS / "demo_holder.json"
 SEARCH = "EC Plan-Neofluar 10x/0.3 Air"  # the demo's search objective
 

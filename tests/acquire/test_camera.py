@@ -14,7 +14,7 @@ from acquire.hardware import close_core, open_core
 from acquire.sim import groundtruth
 from acquire.sim.camera import SimulatorNotAttachedError, WidefieldCamera
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
 CONFOCAL = CONFIGS / "demo_confocal.cfg"
 

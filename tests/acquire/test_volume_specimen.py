@@ -39,7 +39,7 @@ from acquire.sim.volume_cells import (
     read_volume,
 )
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 YEAST = DATA / "yeast_mito_crop.ome.tif"
 NEURON = DATA / "neuron_crop.tif"
 YEAST_VOXEL = (0.25, 0.0655, 0.0655)

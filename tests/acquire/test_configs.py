@@ -24,7 +24,7 @@ from acquire.hardware import (
 )
 from acquire.sim import groundtruth
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
 CONFOCAL = CONFIGS / "demo_confocal.cfg"
 ZEISS = CONFIGS / "zeiss_axioobserver_orca_TEMPLATE.cfg"

@@ -26,7 +26,7 @@ from skimage.filters import threshold_otsu
 from correlate.fiducials import MarkDetectionError, detect_marks
 from correlate.marks import Holder, MarkSpec
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import fiducial_render as fr  # noqa: E402

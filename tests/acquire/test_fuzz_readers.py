@@ -158,9 +158,8 @@ def test_any_session_json_is_a_session_or_one_user_error(
     calibrations: Any,
     metadata: Any,
 ) -> None:
-    holder = json.loads(
-        (Path(__file__).parents[1] / "hardware_configs/demo_holder.json").read_text()
-    )
+    root = Path(__file__).resolve().parents[2]
+    holder = json.loads((root / "hardware_configs" / "demo_holder.json").read_text())
     data = {
         "format": "pairscope-correlation-session",
         "format_version": 1,

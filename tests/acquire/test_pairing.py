@@ -25,7 +25,7 @@ from acquire.sim import groundtruth
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
 CELLS = [0, 5, 10, 15, 20, 25]
 N_PLANES, Z_STEP_UM = 31, 0.3  # stacks that span the cells (see README)

@@ -38,7 +38,7 @@ BEAD_HEIGHT_UM = 2.5
 BEAD_VOXEL = (0.2, 0.125, 0.125)
 BEADS = ((0, 32, 32), (1, 8, 32), (2, 32, 56), (3, 56, 32), (4, 32, 8))
 """(iz, iy, ix) of each bead in the volume: heights 2.6-3.4 um, a cross."""
-YEAST = Path(__file__).parent / "data" / "yeast_mito_crop.ome.tif"
+YEAST = Path(__file__).resolve().parents[1] / "data" / "yeast_mito_crop.ome.tif"
 
 
 @pytest.fixture(scope="module")

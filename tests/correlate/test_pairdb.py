@@ -32,7 +32,7 @@ from correlate.pairdb import (
     write_montage_png,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLANES = 9
 STEP_UM = 0.5
 CONFOCAL_VOXEL_UM = (STEP_UM, 0.1, 0.1)
@@ -723,7 +723,7 @@ def test_records_are_json_friendly(db: PairDatabase) -> None:
 
 WRITER_CHILD = """
 import sys
-sys.path.insert(0, sys.argv[3])
+sys.path[:0] = sys.argv[3:5]  # this folder and the tests' shared helpers
 from test_pairdb import add
 from correlate.pairdb import DuplicatePairError, PairDatabase
 
@@ -745,10 +745,18 @@ print(added, duplicates, flush=True)
 
 
 def test_several_writer_processes_store_every_pair_once(db: PairDatabase) -> None:
-    tests = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER_CHILD, str(db.path), str(w), str(tests)],
+            [
+                sys.executable,
+                "-c",
+                WRITER_CHILD,
+                str(db.path),
+                str(w),
+                str(here),
+                str(here.parent),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -24,7 +24,7 @@ from acquire.hardware import close_core, open_core, scope
 from acquire.session import Target, load_session
 from acquire.sim import groundtruth
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
 
 

@@ -58,7 +58,7 @@ def test_engine_names_are_checked() -> None:
 
 
 def test_enhance_refuses_an_unknown_engine_before_writing(tmp_path: Path) -> None:
-    model = Path(__file__).resolve().parents[1] / "enhance" / "models"
+    model = Path(__file__).resolve().parents[2] / "enhance" / "models"
     out = tmp_path / "out"
     result = CliRunner().invoke(
         app,

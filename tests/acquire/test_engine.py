@@ -26,7 +26,7 @@ from acquire.sim.faults import (
 )
 from acquire.sim.stage import SimulatedXYStage, SimulatedZStage, StageLimitError
 
-FAULTY = Path(__file__).resolve().parent / "configs" / "faulty_widefield.cfg"
+FAULTY = Path(__file__).resolve().parents[1] / "configs" / "faulty_widefield.cfg"
 FAST = RetryPolicy(max_attempts=3, backoff_ms=1.0, backoff_factor=2.0)
 N_FRAMES = 10  # 2 positions x 5 planes
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import independent_pairs as ip
 
-MODULE = Path(__file__).resolve().parents[1] / "bench" / "independent_pairs.py"
+MODULE = Path(__file__).resolve().parents[2] / "bench" / "independent_pairs.py"
 
 
 def locate(
@@ -415,7 +415,7 @@ def test_renderer_imports_neither_acquire_nor_correlate() -> None:
 # --------------------------------------------------------------------------
 # Real volumes as specimens (crops in tests/data, see REAL_VOLUMES_LICENSE.md)
 
-DATA = Path(__file__).resolve().parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 YEAST = DATA / "yeast_mito_crop.ome.tif"  # OME voxel 0.25, 0.0655, 0.0655 um
 NEURON = DATA / "neuron_crop.tif"  # no voxel size recorded
 

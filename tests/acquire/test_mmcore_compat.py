@@ -16,7 +16,7 @@ from pymmcore_plus.mda import MDAEngine
 from acquire import mmcore_compat
 from acquire.hardware import close_core, open_core
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from acquire.sim.mount import MountLimits, draw_mount
 from acquire.sim.render import CameraGeometry
 from acquire.sim.specimen import generate_specimen
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
 STILL = MountLimits(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 """A mount that leaves the sample where the stage says."""

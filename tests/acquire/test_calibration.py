@@ -26,7 +26,7 @@ from acquire.sim import groundtruth
 from correlate.calibration import PixelCalibration, fit_pixel_calibration
 from correlate.shift import measure_shift
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
 CONFOCAL = CONFIGS / "demo_confocal.cfg"
 OBJECTIVE_63X = "Plan-Apochromat 63x/1.43 Oil"

@@ -37,7 +37,7 @@ from acquire.sim import groundtruth
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
 CELLS = [0, 5]
 N_PLANES, Z_STEP_UM = 11, 0.3
@@ -51,7 +51,7 @@ def small_scope(folder: Path, name: str, seed: int, sensor_px: int = 256) -> Pat
         f"\n#py Property,Camera,MountSeed,{seed}"
         "\n#py Property,Camera,RealTiming,No"
         # a sample mounted within 150 um of nominal: a short search (speed only;
-        # tests/test_relocation.py covers the full range)
+        # tests/acquire/test_relocation.py covers the full range)
         "\n#py Property,Camera,MountMaxTranslationUm,150\n"
     )
     if name == "widefield":  # the confocal keeps its 51 um field: marks are 30 um

@@ -26,7 +26,7 @@ from correlate import marks
 from correlate.fiducials import MarkDetection, detect_marks
 from correlate.marks import Holder, MarkSpec, mark_mask
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
 CONFOCAL = CONFIGS / "demo_confocal.cfg"
 MARK_LAYER_UM = 0.1

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from acquire import __version__
 from acquire.cli import app
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
 CONFOCAL = CONFIGS / "demo_confocal.cfg"
 ZEISS = CONFIGS / "zeiss_axioobserver_orca_TEMPLATE.cfg"

@@ -9,7 +9,7 @@ import pytest
 from acquire.errors import UserError
 from acquire.stage_limits import StageLimits, StageLimitsError, read_stage_limits
 
-CONFIGS = Path(__file__).resolve().parents[1] / "hardware_configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 DEMOS = [CONFIGS / "demo_widefield.cfg", CONFIGS / "demo_confocal.cfg"]
 
 HEADER = "# test config\nDevice,XYStage,DemoCamera,DXYStage\n"
