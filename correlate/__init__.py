@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from correlate._lazy import lazy_facade
+from correlate.lazy_exports import lazy_facade
 
 if TYPE_CHECKING:
     from correlate.fiducials import MarkDetection, detect_marks

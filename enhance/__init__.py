@@ -19,8 +19,9 @@ Modules: ``data``, ``unet``, ``normalization``, ``patches``, ``training``,
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from correlate.lazy_exports import lazy_facade
 
 if TYPE_CHECKING:
     from enhance.checkpoint import Checkpoint, load_checkpoint
@@ -58,14 +59,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_facade(__name__, _HOMES)

@@ -41,7 +41,7 @@ import torch
 from enhance.coarse import CoarseStage, CoarseStageConfig
 from enhance.errors import CheckpointError, EnhanceError
 from enhance.normalization import PercentileNormalization
-from enhance.snapshot import save_durably
+from enhance.state_files import cpu_state, save_durably
 from enhance.transfer import TransferFunction
 from enhance.unet import UNet3D, UNetConfig, unet_with_weights
 
@@ -238,19 +238,13 @@ class Checkpoint:
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "metadata_json": text,
-            "state_dict": {
-                k: v.detach().to("cpu").contiguous().clone()
-                for k, v in self.state_dict.items()
-            },
+            "state_dict": cpu_state(self.state_dict),
             "transfer_gain": None
             if self.transfer is None
             else torch.from_numpy(self.transfer.gain.copy()),
             "coarse_state_dict": None
             if self.coarse is None
-            else {
-                k: v.detach().to("cpu").contiguous().clone()
-                for k, v in self.coarse.state_dict.items()
-            },
+            else cpu_state(self.coarse.state_dict),
         }
         return save_durably(payload, target)
 

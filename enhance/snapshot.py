@@ -19,9 +19,7 @@ are read with ``weights_only=True``: a crafted file runs no code.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,13 +28,13 @@ from typing import Any
 import torch
 
 from enhance.errors import EnhanceError
+from enhance.state_files import cpu_state, save_durably
 
 __all__ = [
     "SNAPSHOT_FORMAT",
     "EpochRecord",
     "TrainingSnapshot",
     "load_snapshot",
-    "save_durably",
     "save_snapshot",
 ]
 
@@ -100,45 +98,6 @@ class TrainingSnapshot:
     elapsed_s: float
 
 
-def save_durably(payload: Mapping[str, Any], target: Path) -> Path:
-    """``torch.save`` to a temporary file, fsync it, rename it into place.
-
-    Parameters
-    ----------
-    payload : Mapping
-        Tensors and plain data.
-    target : Path
-        The file to (re)place.
-
-    Returns
-    -------
-    Path
-        ``target``.
-
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    with partial.open("wb") as handle:
-        torch.save(dict(payload), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    partial.replace(target)
-    _fsync_folder(target.parent)
-    return target
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` durable (no-op where folders cannot be opened)."""
-    if os.name == "nt":
-        return  # NTFS journals the rename; folders cannot be opened for fsync
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def save_snapshot(
     path: Path, snapshot: TrainingSnapshot, *, fingerprint: Mapping[str, Any]
 ) -> Path:
@@ -166,8 +125,8 @@ def save_snapshot(
         "history_json": json.dumps([asdict(r) for r in snapshot.history]),
         "numpy_rng_json": json.dumps(snapshot.numpy_rng_state),
         "epoch": snapshot.epoch,
-        "model_state": _cpu(snapshot.model_state),
-        "best_state": _cpu(snapshot.best_state),
+        "model_state": cpu_state(snapshot.model_state),
+        "best_state": cpu_state(snapshot.best_state),
         "optimiser_state": snapshot.optimiser_state,
         "scheduler_state": snapshot.scheduler_state,
         "scaler_state": snapshot.scaler_state,
@@ -247,7 +206,3 @@ def load_snapshot(path: Path, *, fingerprint: Mapping[str, Any]) -> TrainingSnap
             "or start a new training without --resume",
         )
     return snapshot
-
-
-def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}

@@ -45,6 +45,7 @@ from enhance.normalization import PercentileNormalization
 from enhance.patches import sample_patches
 from enhance.recipe import RECIPE
 from enhance.snapshot import EpochRecord, TrainingSnapshot
+from enhance.state_files import cpu_state
 from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
 
@@ -537,7 +538,7 @@ def fit_network(
             progress(record)
         if val_loss < best_loss:
             best_loss, best_epoch, stale = val_loss, epoch, 0
-            best_state = _cpu_copy(model.state_dict())
+            best_state = cpu_state(model.state_dict())
         else:
             stale += 1
             if stale >= settings.patience:
@@ -556,7 +557,7 @@ def fit_network(
             on_snapshot(
                 TrainingSnapshot(
                     epoch=epoch,
-                    model_state=_cpu_copy(model.state_dict()),
+                    model_state=cpu_state(model.state_dict()),
                     # copies: the live states go on changing in place
                     optimiser_state=copy.deepcopy(optimiser.state_dict()),
                     scheduler_state=copy.deepcopy(scheduler.state_dict()),
@@ -580,10 +581,6 @@ def fit_network(
         best_state=best_state,
         stopped_early=stopped_early,
     )
-
-
-def _cpu_copy(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().to("cpu").clone() for k, v in state.items()}
 
 
 def train_model(

@@ -1,4 +1,8 @@
-"""Package facades whose names load their modules when first used (PEP 562)."""
+"""Package facades whose names load their modules when first used (PEP 562).
+
+Used by `correlate`, `correlate.pairdb` and `enhance`, so that importing a
+package for one name does not import every module (and torch or zarr).
+"""
 
 from __future__ import annotations
 
