@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +111,35 @@ def pairscope(
         cwd=cwd,
         check=False,
     )
+
+
+_LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from acquire.storage.writer_lock import acquire_writer_lock
+claims = [acquire_writer_lock(Path(p)) for p in sys.argv[1:]]
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+@contextlib.contextmanager
+def writer_locks_held_elsewhere(*folders: Path) -> Iterator[int]:
+    """Another process holds the writer locks of ``folders`` inside the block.
+
+    Yields its process id; the process is killed when the block ends (the
+    operating system then releases its locks, as after a crash).
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, *map(str, folders)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "holding\n", child.communicate()[1]
+        yield child.pid
+    finally:
+        child.kill()
+        child.communicate()

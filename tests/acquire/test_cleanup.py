@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from acquire_helpers import writer_locks_held_elsewhere
 from test_storage import IDENTITY, commit_stack, make_spec, write_planes, zarr_sha256
 from typer.testing import CliRunner
 
@@ -17,15 +16,6 @@ from acquire.cli import app
 from acquire.storage import Dataset
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase, StackMeta
-
-HOLDER_CHILD = """
-import sys, time
-from pathlib import Path
-from acquire.storage.writer_lock import acquire_writer_lock
-claims = [acquire_writer_lock(Path(p)) for p in sys.argv[1:]]
-print("holding", flush=True)
-time.sleep(60)
-"""
 
 
 def _pair_database(path: Path) -> PairDatabase:
@@ -106,17 +96,7 @@ def test_clean_removes_leftovers_and_keeps_data_and_running_work(
     busy_partial = _folder_with_a_file(
         tmp_path / "lab" / "busy" / ".staging" / "t0000_p0000_g0000.ome.zarr"
     )
-    script = tmp_path / "holder.py"
-    script.write_text(HOLDER_CHILD, encoding="utf-8")
-    child = subprocess.Popen(
-        [sys.executable, str(script), str(running_demo), str(busy_partial.parents[1])],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "holding\n", child.communicate()[1]
+    with writer_locks_held_elsewhere(running_demo, busy_partial.parents[1]) as pid:
         removable = ["partial", "temp", "old_temp", "rowless", "stopped_demo"]
 
         listed = CliRunner().invoke(app, ["clean", str(tmp_path / "lab"), "--dry-run"])
@@ -137,7 +117,7 @@ def test_clean_removes_leftovers_and_keeps_data_and_running_work(
         assert "run the acquisition again with --resume" in output
         assert "--orphans removes them" in output
         assert running_demo.is_dir() and busy_partial.is_dir()
-        assert output.count(f"in use by process {child.pid} on host") == 2
+        assert output.count(f"in use by process {pid} on host") == 2
         # the dataset and the database still read as before
         assert committed_stacks(tmp_path / "lab" / "run") == ("t0000_p0000_g0000",)
         read_stack(tmp_path / "lab" / "run", "t0000_p0000_g0000")  # verifies it
@@ -147,11 +127,8 @@ def test_clean_removes_leftovers_and_keeps_data_and_running_work(
         # a dataset in use, named itself: one clear error, nothing touched
         refused = CliRunner().invoke(app, ["clean", str(tmp_path / "lab" / "busy")])
         assert refused.exit_code == 2
-        assert f"in use by process {child.pid}" in refused.output
+        assert f"in use by process {pid}" in refused.output
         assert busy_partial.is_dir()
-    finally:
-        child.kill()
-        child.communicate()
 
     orphans = CliRunner().invoke(
         app, ["clean", str(tmp_path / "lab" / "run"), "--orphans"]

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from acquire_helpers import pairscope
+from acquire_helpers import pairscope, writer_locks_held_elsewhere
 
 from acquire.bundled_configs import bundled_config
 from acquire.demo import QUICK_PLAN, bundled_model, run_demo
@@ -86,22 +86,9 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
         assert b".partial" not in record.read_bytes(), record
 
 
-HOLDING_DEMO = """
-import sys, time
-from pathlib import Path
-from acquire.storage.writer_lock import acquire_writer_lock
-claim = acquire_writer_lock(Path(sys.argv[1]))
-print("holding", flush=True)
-time.sleep(60)
-"""
-
-
 def test_work_folders_of_stopped_demos_are_removed_but_not_a_running_ones(
     tmp_path: Path,
 ) -> None:
-    import subprocess
-    import sys
-
     from acquire.demo import remove_abandoned_partials
 
     out = tmp_path / "demo"
@@ -112,19 +99,8 @@ def test_work_folders_of_stopped_demos_are_removed_but_not_a_running_ones(
     running.mkdir()
     other = tmp_path / ".other.0badc0de.partial"  # another output's: not ours
     other.mkdir()
-    script = tmp_path / "hold.py"
-    script.write_text(HOLDING_DEMO, encoding="utf-8")
-    holder = subprocess.Popen(
-        [sys.executable, str(script), str(running)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == "holding\n"
+    with writer_locks_held_elsewhere(running):
         assert remove_abandoned_partials(out) == [stopped]
-    finally:
-        holder.kill()
-        holder.communicate()
     assert not stopped.exists() and running.is_dir() and other.is_dir()
     # once that demo is gone too, its folder is abandoned
     assert remove_abandoned_partials(out) == [running]
