@@ -35,6 +35,7 @@ from acquire.storage.reader import (
     committed_stacks,
     read_stack,
     stack_centre_um,
+    stack_folder,
 )
 from correlate.calibration import PixelCalibration
 from correlate.pairdb import DuplicatePairError, PairDatabase, StackMeta
@@ -392,27 +393,31 @@ def pair_committed_stacks(
     """
     say = progress or (lambda _line: None)
     database = pairer.database
-    done = database.pairs_by_sources()
+    partner_sources = {
+        database.resolve_source(p.meta.source) for p in pairer.partners.values()
+    }
+    # a wide-field stack images one target: paired with any of these
+    # partners, it is done, and its pixels need not even be read
+    done = {
+        widefield: pair_id
+        for (widefield, confocal), pair_id in database.pairs_by_sources().items()
+        if confocal in partner_sources
+    }
     outcomes: list[PairOutcome] = []
     skipped: dict[str, str] = {}
     for name in committed_stacks(dataset):
+        pair_id = done.get(database.resolve_source(str(stack_folder(dataset, name))))
+        if pair_id is not None:
+            say(f"{name}: already in the database as pair {pair_id}; skipped")
+            skipped[name] = pair_id
+            continue
         stored = WidefieldStack.from_stored(read_stack(dataset, name))
         stack = stored if match is None else match(stored)
         if stack is None:
             say(f"{name}: no imported stack falls in its field; skipped")
             continue
-        partner = pairer.partners.get(stack.position_name)
-        if partner is None:
+        if stack.position_name not in pairer.partners:
             say(f"{name}: no confocal stack at {stack.position_name!r}; skipped")
-            continue
-        key = (
-            database.resolve_source(stack.source),
-            database.resolve_source(partner.meta.source),
-        )
-        pair_id = done.get(key)
-        if pair_id is not None:
-            say(f"{name}: already in the database as pair {pair_id}; skipped")
-            skipped[name] = pair_id
             continue
         outcome = pairer.pair(stack)
         say(f"{name}: {'paired' if outcome.accepted else 'flagged'} ({outcome.reason})")

@@ -17,7 +17,13 @@ from acquire.storage.spec import STACK_SUFFIX
 from acquire.storage.stack_writer import PAIRSCOPE_KEY
 from acquire.storage.verify import pixels_sha256
 
-__all__ = ["StoredStack", "committed_stacks", "read_stack", "stack_centre_um"]
+__all__ = [
+    "StoredStack",
+    "committed_stacks",
+    "read_stack",
+    "stack_centre_um",
+    "stack_folder",
+]
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,11 @@ def committed_stacks(dataset: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(entry["stack"]) for entry in contents.entries))
 
 
+def stack_folder(dataset: Path, name: str) -> Path:
+    """Where a committed stack's OME-Zarr lies in its dataset (not read)."""
+    return Path(dataset) / (name + STACK_SUFFIX)
+
+
 def read_stack(dataset: Path, name: str) -> StoredStack:
     """Read one committed stack of a dataset.
 
@@ -132,7 +143,7 @@ def read_stack(dataset: Path, name: str) -> StoredStack:
         If the stack is missing, unreadable or lacks its metadata.
 
     """
-    path = Path(dataset) / (name + STACK_SUFFIX)
+    path = stack_folder(dataset, name)
     try:
         group = zarr.open_group(path, mode="r")
         stored: dict[str, Any] = dict(group.attrs.asdict())
