@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import warnings
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 EngineName = Literal["auto", "torch", "onnxruntime"]
-ENGINES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
+ENGINES: tuple[str, ...] = get_args(EngineName)
 _OPSET = 17
 
 
