@@ -36,7 +36,7 @@ def user_error_types() -> tuple[type[Exception], ...]:
     Imported when asked, so that a command line that fails on nothing does
     not pay for importing them.
     """
-    from acquire.config_errors import ConfigError
+    from acquire.config.errors import ConfigError
     from correlate.pairdb.errors import PairDatabaseError
     from correlate.registration.errors import RegistrationError
     from enhance.errors import EnhanceError

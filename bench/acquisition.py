@@ -49,8 +49,8 @@ def write_sequence(
 
 def bare_mda_s(sequence_path: Path) -> float:
     """Wall time of pymmcore-plus's own MDA runner, no writing, shutter open."""
-    from acquire.hardware import illumination, scope
-    from acquire.sequence import load_sequence
+    from acquire.hardware.microscope import illumination, scope
+    from acquire.sequence.read import load_sequence
 
     sequence = load_sequence(sequence_path)
     with scope(CONFIG) as core, illumination(core):
@@ -61,7 +61,7 @@ def bare_mda_s(sequence_path: Path) -> float:
 
 def controller_s(sequence_path: Path, out: Path) -> float:
     """Wall time of pairscope's controller (retries, shutter, writing, journal)."""
-    from acquire.acquisition import AcquisitionRequest, run_acquisition
+    from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
 
     result = run_acquisition(AcquisitionRequest(sequence_path, CONFIG, out))
     if result.status != "complete":
@@ -83,7 +83,7 @@ def main() -> int:
         "the controller and the exposures are measured",
     )
     args = parser.parse_args()
-    from acquire.hardware import scope, snap
+    from acquire.hardware.microscope import scope, snap
     from acquire.sim import groundtruth
 
     with scope(CONFIG) as core:

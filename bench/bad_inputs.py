@@ -99,7 +99,7 @@ def _write(path: Path, text: str) -> Path:
 
 def _dataset(folder: Path) -> Path:
     """A small committed dataset on the demo wide-field scope."""
-    from acquire.acquisition import AcquisitionRequest, run_acquisition
+    from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
 
     sequence = _write(
         folder / "seq.yaml",
@@ -152,8 +152,8 @@ def _pair_database(folder: Path, voxel_size_um: tuple[float, float, float]) -> P
 
 
 def _session(path: Path, *, marks: Any = None, target: Any = None) -> Path:
-    from acquire.correlation_run import load_holder
-    from acquire.session import CorrelationSession, Target
+    from acquire.storage.session import CorrelationSession, Target
+    from acquire.workflows.relocation import load_holder
 
     holder = load_holder(HOLDER)
     session = CorrelationSession(
@@ -620,7 +620,12 @@ def run_case(case: Case, checkout: Path) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", "from acquire.cli import main; main()", *case.args],
+            [
+                sys.executable,
+                "-c",
+                "from acquire.cli.main import main; main()",
+                *case.args,
+            ],
             capture_output=True,
             text=True,
             timeout=TIMEOUT_S,

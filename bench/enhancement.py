@@ -232,10 +232,10 @@ def live_effect(
     model: Path, *, n_cells: int, planes: int, sensor_px: int
 ) -> dict[str, Any]:
     """The same acquisition without and with the live enhancer."""
-    from acquire.acquisition import AcquisitionRequest, run_acquisition
-    from acquire.hardware import scope, snap
-    from acquire.live_enhance import run_live_enhancement
+    from acquire.hardware.microscope import scope, snap
     from acquire.sim import groundtruth
+    from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
+    from acquire.workflows.live_enhance import run_live_enhancement
 
     with tempfile.TemporaryDirectory(prefix="pairscope-bench-") as tmp:
         folder = Path(tmp)
@@ -295,7 +295,7 @@ def live_effect(
 
 def _grid_voxels(model: Path, planes: int, sensor_px: int, config: Path) -> int:
     """Voxels of one raw stack once resampled to the model's grid."""
-    from acquire.hardware import scope
+    from acquire.hardware.microscope import scope
     from acquire.sim import groundtruth
     from enhance.checkpoint import load_checkpoint
 

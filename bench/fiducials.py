@@ -11,7 +11,7 @@ holder's four marks take turns and half the images have debris, spread
 like a Latin square; the full run visits every grid point twice.
 Empty fields (background, illumination and debris only) come on top.
 
-Each image goes through :func:`correlate.fiducials.detect_marks` with the
+Each image goes through :func:`correlate.fiducials.detect.detect_marks` with the
 demo holder and through a baseline, the centroid of the largest blob of the
 Otsu-thresholded (lightly smoothed) image. Reported per condition: the
 detection rate (an object within the mark's radius of the true centre), the
@@ -128,7 +128,7 @@ def baseline_centre(image: np.ndarray) -> tuple[float, float] | None:
 
 def run_case(case: dict[str, Any], detector: Callable[..., Any]) -> dict[str, Any]:
     """Render one case, detect, and compare with the truth."""
-    from correlate.marks import Holder
+    from correlate.fiducials.marks import Holder
 
     marks = {m.identity: m for m in fr.holder_marks()}
     holder = Holder.from_dict(json.loads(fr.DEMO_HOLDER.read_text()))
@@ -278,7 +278,7 @@ def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _detect(image: np.ndarray, **kwargs: Any) -> Any:
-    from correlate.fiducials import detect_marks
+    from correlate.fiducials.detect import detect_marks
 
     return detect_marks(image, **kwargs)
 

@@ -1,7 +1,7 @@
 """Build a paired-image database from simulated wide-field/confocal pairs.
 
 Each pair goes through the same steps as the live pipeline
-(:class:`acquire.pairing.Pairer`): the project's simulated scopes take a
+(:class:`acquire.workflows.pairing.Pairer`): the project's simulated scopes take a
 confocal stack and its wide-field partner (:func:`acquire.sim.pairs.simulate_pair`,
 40x/1.3 oil wide-field objective, a random mount, noise and residual camera
 rotation per seed), :func:`correlate.registration.register_pair` registers them

@@ -46,7 +46,7 @@ N_TARGETS = 20
 #: Camera properties of the ``uneven`` suite, per scope (see
 #: acquire/sim/illumination.py and acquire/sim/debris.py). Autofluorescence is
 #: left out: with it the confocal's first, coarse autofocus on the coverslip
-#: (gradient energy, acquire/autofocus.py) loses its contrast on some mounts,
+#: (gradient energy, acquire/hardware/autofocus.py) loses its contrast on some mounts,
 #: which is the autofocus' limit, not the mark detection's.
 UNEVEN: dict[str, dict[str, str]] = {
     "widefield": {
@@ -115,10 +115,10 @@ def run_mount(
     max_translation_um: float = 1000.0,
     suite: str = "default",
 ) -> dict[str, object]:
-    from acquire.correlation_run import load_holder, record_fiducials, relocate
-    from acquire.hardware import scope
-    from acquire.session import Target
+    from acquire.hardware.microscope import scope
     from acquire.sim import groundtruth
+    from acquire.storage.session import Target
+    from acquire.workflows.relocation import load_holder, record_fiducials, relocate
 
     confocal = mounted_config(
         folder, "confocal", 1000 + 2 * seed, max_rotation_deg, max_translation_um, suite

@@ -32,7 +32,7 @@ TARGET_MS_PER_FRAME = 20.0
 def time_stacks(
     config: Path, positions: int, planes: int, step_um: float
 ) -> dict[str, float]:
-    from acquire.hardware import close_core, open_core
+    from acquire.hardware.microscope import close_core, open_core
     from acquire.sim import groundtruth
 
     core = open_core(config)

@@ -34,7 +34,8 @@ SHAPE_ZYX = (41, 512, 512)  # a wide-field stack as the registration bench has i
 
 
 def _dataset_with_stacks(folder: Path, n_stacks: int) -> Path:
-    from acquire.storage import Dataset, StackSpec
+    from acquire.storage.dataset import Dataset
+    from acquire.storage.spec import StackSpec
 
     dataset = Dataset.create(folder / "run", {"bench": "stack_read"})
     rng = np.random.default_rng(0)

@@ -3,7 +3,7 @@
 The command line imports a workflow (pymmcore-plus, useq-schema, scipy,
 torch, zarr) only in the command that runs it. This measures, in fresh
 processes, the wall time of ``pairscope --version`` and ``pairscope --help``
-(median of several runs) and the modules ``import acquire.cli`` loads,
+(median of several runs) and the modules ``import acquire.cli.main`` loads,
 with ``python -X importtime`` for the slowest.
 
 Usage::
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "startup.json"
 TARGET_S = 1.0
 HEAVY = ("torch", "pymmcore_plus", "useq", "scipy", "zarr", "skimage", "PySide6")
-CLI = "from acquire.cli import main; main()"
+CLI = "from acquire.cli.main import main; main()"
 
 
 def _wall_s(args: list[str], runs: int) -> float:
@@ -48,7 +48,7 @@ def _wall_s(args: list[str], runs: int) -> float:
 
 def _imports() -> tuple[dict[str, bool], list[tuple[str, float]]]:
     probe = (
-        "import json, sys, acquire.cli, correlate, enhance; "
+        "import json, sys, acquire.cli.main, correlate, enhance; "
         f"print(json.dumps({{m: m in sys.modules for m in {list(HEAVY)!r}}}))"
     )
     proc = subprocess.run(
@@ -97,7 +97,7 @@ def main() -> None:
         f"pairscope --version {version_s:.2f} s, --help {help_s:.2f} s "
         f"(target {TARGET_S:.1f} s, median of {args.runs})"
     )
-    print("heavy modules loaded by import acquire.cli:", loaded)
+    print("heavy modules loaded by import acquire.cli.main:", loaded)
     for name, seconds in top:
         print(f"  {seconds:6.3f} s  {name}")
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from correlate.lazy_exports import lazy_facade
 
 if TYPE_CHECKING:
-    from correlate.fiducials import MarkDetection, detect_marks
+    from correlate.fiducials.detect import MarkDetection, detect_marks
     from correlate.pairdb import PairDatabase
     from correlate.registration import (
         PairRegistration,
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
         RegistrationError,
         register_pair,
     )
-    from correlate.stage_transform import StageTransform, TransformError
-    from correlate.transform import fit_stage_transform
+    from correlate.stage.fit_transform import fit_stage_transform
+    from correlate.stage.transform import StageTransform, TransformError
 
 __all__ = [
     "MarkDetection",
@@ -46,15 +46,15 @@ __all__ = [
 ]
 
 _HOMES = {
-    "MarkDetection": "fiducials",
+    "MarkDetection": "fiducials.detect",
     "PairDatabase": "pairdb",
     "PairRegistration": "registration",
     "PairTransform": "registration",
     "RegistrationError": "registration",
-    "StageTransform": "stage_transform",
-    "TransformError": "stage_transform",
-    "detect_marks": "fiducials",
-    "fit_stage_transform": "transform",
+    "StageTransform": "stage.transform",
+    "TransformError": "stage.transform",
+    "detect_marks": "fiducials.detect",
+    "fit_stage_transform": "stage.fit_transform",
     "register_pair": "registration",
 }
 

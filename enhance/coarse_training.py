@@ -41,8 +41,8 @@ from enhance.errors import EnhanceError
 from enhance.losses import luminance_weighted_error
 from enhance.patches import sample_patches
 from enhance.predict import Enhancer
+from enhance.snapshot import EpochRecord
 from enhance.training import (
-    EpochRecord,
     FitSettings,
     TrainingResult,
     check_training_settings,

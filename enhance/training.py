@@ -50,12 +50,10 @@ from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
 
 __all__ = [
-    "EpochRecord",
     "FitOutcome",
     "FitSettings",
     "TrainingConfig",
     "TrainingResult",
-    "TrainingSnapshot",
     "batched_loss",
     "check_training_settings",
     "deterministic_algorithms",

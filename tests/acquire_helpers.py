@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 import zarr
 
-from acquire.hardware import close_core, open_core
+from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +103,7 @@ def pairscope(
     """Run the CLI in a subprocess (the way a user does)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "acquire.cli", *map(str, args)],
+        [sys.executable, "-m", "acquire.cli.main", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout_s(timeout),

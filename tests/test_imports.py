@@ -28,7 +28,7 @@ def _loaded_after(statement: str) -> dict[str, bool]:
 
 def test_the_command_line_and_the_packages_import_no_heavy_stack() -> None:
     loaded = _loaded_after(
-        "import acquire, acquire.cli, correlate, correlate.pairdb, enhance"
+        "import acquire, acquire.cli.main, correlate, correlate.pairdb, enhance"
     )
     assert not any(loaded.values()), loaded
 

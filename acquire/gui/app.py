@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from acquire.errors import UserError
-from acquire.hardware import close_core, open_core
+from acquire.hardware.microscope import close_core, open_core
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus

@@ -1,11 +1,9 @@
 """The main window: views, stage map, error table, controls, progress and log.
 
-The window holds one core (for snaps and the stage position on the map). The
-library's long operations open their own core from the configuration, which
-on real hardware is the same stage and camera, so the window closes its core
-before such an operation and reopens it (on the worker thread) when the
-operation ends. One operation runs at a time; its buttons are disabled
-meanwhile and the window keeps painting.
+The window holds one core, loaded once: snaps, the stage position on the map
+and every long operation (fiducials, relocation, paired acquisition, live
+enhancement) use it, the operations on a worker thread. One operation runs at
+a time; its buttons are disabled meanwhile and the window keeps painting.
 """
 
 from __future__ import annotations
@@ -50,11 +48,11 @@ from acquire.gui.workers import (
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
-    from acquire.correlation_run import RelocatedTarget
-    from acquire.live_enhance import EnhancedStack, LiveRunResult
-    from acquire.paired_run import PairedRunResult
-    from acquire.pairing import PairOutcome
     from acquire.storage.reader import StoredStack
+    from acquire.workflows.live_enhance import EnhancedStack, LiveRunResult
+    from acquire.workflows.paired_run import PairedRunResult
+    from acquire.workflows.pairing import PairOutcome
+    from acquire.workflows.relocation import RelocatedTarget
 
 __all__ = ["DEFAULT_HOLDER", "MainWindow"]
 
@@ -98,7 +96,6 @@ class MainWindow(QMainWindow):
         self._thread: OperationThread | None = None
         self._on_success: Callable[[Any], None] = lambda _result: None
         self._dataset: Path | None = None
-        self._closed = False
         self.setWindowTitle(f"pairscope - {self.config.name}")
         self.resize(1500, 950)
 
@@ -180,7 +177,7 @@ class MainWindow(QMainWindow):
             self.controls.snap.setEnabled(self.core is not None)
 
     def _open_core(self) -> None:
-        from acquire.hardware import open_core
+        from acquire.hardware.microscope import open_core
 
         try:
             self.core = open_core(self.config)
@@ -190,7 +187,7 @@ class MainWindow(QMainWindow):
 
     def _release_core(self) -> None:
         if self.core is not None:
-            from acquire.hardware import close_core
+            from acquire.hardware.microscope import close_core
 
             core, self.core = self.core, None
             close_core(core)
@@ -237,21 +234,12 @@ class MainWindow(QMainWindow):
         name: str,
         task: Task,
         on_success: Callable[[Any], None],
-        *,
-        releases_core: bool,
     ) -> None:
         if self.busy():
             return
         self.message.setText("")
         self.log.append_line(f"{name}: started")
-        if releases_core:
-            self._release_core()
-        thread = OperationThread(
-            name,
-            task,
-            reopen_config=self.config if releases_core else None,
-            parent=self,
-        )
+        thread = OperationThread(name, task, parent=self)
         signals = thread.signals
         signals.line.connect(self.log.append_line)
         signals.acquisition_started.connect(self._on_acquisition_started)
@@ -262,8 +250,6 @@ class MainWindow(QMainWindow):
         signals.enhanced.connect(self._on_enhanced)
         signals.succeeded.connect(self._on_succeeded)
         signals.failed.connect(self._on_failed)
-        signals.core_opened.connect(self._on_core_opened)
-        signals.core_failed.connect(self._on_core_failed)
         thread.finished.connect(self._on_thread_finished)
         self._thread = thread
         self._on_success = on_success
@@ -271,13 +257,22 @@ class MainWindow(QMainWindow):
         self._refresh_buttons()
         thread.start()
 
+    def _open_scope(self) -> CMMCorePlus | None:
+        """The window's core, or None after saying that no microscope is open."""
+        if self.core is None:
+            self._show_message(
+                f"no microscope is open ({self.config} failed to load); fix the "
+                "configuration and start pairscope gui again",
+                error=True,
+            )
+        return self.core
+
     @Slot()
     def snap(self) -> None:
         """Snap one frame into the camera view."""
-        if self.core is None:
-            self._show_message("no microscope is open", error=True)
+        if (core := self._open_scope()) is None:
             return
-        self._start("snap", snap_task(self.core), self._snapped, releases_core=False)
+        self._start("snap", snap_task(core), self._snapped)
 
     @Slot()
     def find_fiducials(self) -> None:
@@ -288,24 +283,26 @@ class MainWindow(QMainWindow):
         )
         if paths is None or self._refuse_existing(paths["Session"], "session file"):
             return
+        if (core := self._open_scope()) is None:
+            return
         task = fiducials_task(
-            self.config, paths["Session"], paths["Holder"], c.targets.path()
+            core, self.config, paths["Session"], paths["Holder"], c.targets.path()
         )
-        self._start("find fiducials", task, self._fiducials_found, releases_core=True)
+        self._start("find fiducials", task, self._fiducials_found)
 
     @Slot()
     def relocate(self) -> None:
         """Scope B: find the marks, fit the transform, map the session's targets."""
         paths = self._require("Relocate", {"Session": self.controls.session})
-        if paths is None:
+        if paths is None or (core := self._open_scope()) is None:
             return
-        task = relocation_task(paths["Session"], self.config)
-        self._start("relocate", task, self._relocated, releases_core=True)
+        task = relocation_task(core, paths["Session"], self.config)
+        self._start("relocate", task, self._relocated)
 
     @Slot()
     def paired_acquisition(self) -> None:
         """Relocate, acquire at every target, register each stack into the database."""
-        from acquire.paired_run import PairedRunRequest
+        from acquire.workflows.paired_run import PairedRunRequest
 
         c = self.controls
         fields = {
@@ -317,6 +314,8 @@ class MainWindow(QMainWindow):
         paths = self._require("Paired acquisition", fields)
         if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
             return
+        if (core := self._open_scope()) is None:
+            return
         request = PairedRunRequest(
             session=paths["Session"],
             confocal_dataset=paths["Confocal dataset"],
@@ -326,8 +325,8 @@ class MainWindow(QMainWindow):
         )
         self._dataset = request.out
         self.reader.reset(request.confocal_dataset)
-        task = paired_task(request)
-        self._start("paired acquisition", task, self._paired, releases_core=True)
+        task = paired_task(core, request)
+        self._start("paired acquisition", task, self._paired)
 
     @Slot()
     def live_enhancement(self) -> None:
@@ -337,11 +336,13 @@ class MainWindow(QMainWindow):
         paths = self._require("Live enhancement", fields)
         if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
             return
+        if (core := self._open_scope()) is None:
+            return
         out = paths["Output dataset"]
         self._dataset = out
         self.reader.reset(None)
-        task = live_task(paths["Sequence"], self.config, out, paths["Model"])
-        self._start("live enhancement", task, self._enhanced_all, releases_core=True)
+        task = live_task(core, paths["Sequence"], self.config, out, paths["Model"])
+        self._start("live enhancement", task, self._enhanced_all)
 
     # -- results -------------------------------------------------------------
 
@@ -507,19 +508,6 @@ class MainWindow(QMainWindow):
         self.progress.setValue(0)
         self._show_message(text, error=True)
 
-    @Slot(object)
-    def _on_core_opened(self, core: CMMCorePlus) -> None:
-        if self._closed:
-            from acquire.hardware import close_core
-
-            close_core(core)
-            return
-        self.core = core
-
-    @Slot(str)
-    def _on_core_failed(self, text: str) -> None:
-        self._show_message(f"cannot reopen the microscope: {text}", error=True)
-
     @Slot()
     def _on_thread_finished(self) -> None:
         thread, self._thread = self._thread, None
@@ -537,12 +525,11 @@ class MainWindow(QMainWindow):
 
     def shutdown(self) -> None:
         """Wait for a running operation, then close the core (idempotent)."""
-        self._closed = True
         self._poll.stop()
         if self._thread is not None:
             self._thread.wait()
             self.reader.wait()
-            # deliver what the finished thread queued (a reopened core above all)
+            # deliver what the finished thread queued before the core goes
             QCoreApplication.sendPostedEvents()
         self._release_core()
 

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
-from acquire.correlation_run import RelocatedTarget
-from acquire.pairing import PairOutcome
+from acquire.workflows.pairing import PairOutcome
+from acquire.workflows.relocation import RelocatedTarget
 
 __all__ = ["COLUMNS", "TargetTable"]
 

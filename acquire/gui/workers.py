@@ -26,14 +26,14 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus
 
-    from acquire.controller import AcquisitionController
-    from acquire.correlation_run import RelocatedTarget
-    from acquire.fiducial_search import FiducialSurvey
-    from acquire.live_enhance import LiveRunResult
-    from acquire.paired_run import PairedRunRequest, PairedRunResult
-    from acquire.session import CorrelationSession
+    from acquire.hardware.controller import AcquisitionController
     from acquire.storage.reader import StoredStack
-    from correlate.transform import StageTransform
+    from acquire.storage.session import CorrelationSession
+    from acquire.workflows.fiducial_search import FiducialSurvey
+    from acquire.workflows.live_enhance import LiveRunResult
+    from acquire.workflows.paired_run import PairedRunRequest, PairedRunResult
+    from acquire.workflows.relocation import RelocatedTarget
+    from correlate.stage.transform import StageTransform
 
 __all__ = [
     "FiducialsResult",
@@ -63,12 +63,10 @@ class OperationSignals(QObject):
     frame_acquired = Signal(str, int, int)  # stack name, channel, z
     stack_committed = Signal(str)  # stack name
     stage_moved = Signal(float, float)  # x, y in um
-    outcome = Signal(object)  # acquire.pairing.PairOutcome
-    enhanced = Signal(object)  # acquire.live_enhance.EnhancedStack
+    outcome = Signal(object)  # acquire.workflows.pairing.PairOutcome
+    enhanced = Signal(object)  # acquire.workflows.live_enhance.EnhancedStack
     succeeded = Signal(object)  # the task's result
     failed = Signal(str)  # one line
-    core_opened = Signal(object)  # the window's core, reopened after the task
-    core_failed = Signal(str)
 
 
 Task = Callable[[OperationSignals], object]
@@ -102,7 +100,7 @@ class LogForwarder(logging.Handler):
 
 
 class OperationThread(QThread):
-    """Runs one task; optionally reopens the window's core when it ends.
+    """Runs one task (on the window's core) off the GUI thread.
 
     Parameters
     ----------
@@ -110,9 +108,6 @@ class OperationThread(QThread):
         Operation name, for the log.
     task : Task
         The work; its return value is emitted with ``signals.succeeded``.
-    reopen_config : Path, optional
-        Configuration to open a core from after the task (success or not),
-        delivered with ``signals.core_opened``.
     parent : QObject, optional
         Qt parent.
 
@@ -123,14 +118,12 @@ class OperationThread(QThread):
         name: str,
         task: Task,
         *,
-        reopen_config: Path | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.name = name
         self.signals = OperationSignals()
         self._task = task
-        self._reopen_config = reopen_config
 
     def run(self) -> None:
         """Run the task in this thread (called by Qt)."""
@@ -148,15 +141,6 @@ class OperationThread(QThread):
         finally:
             for logger in loggers:
                 logger.removeHandler(forwarder)
-        if self._reopen_config is not None:
-            from acquire.hardware import open_core
-
-            try:
-                core = open_core(self._reopen_config)
-            except Exception as error:
-                self.signals.core_failed.emit(describe_error(error))
-            else:
-                self.signals.core_opened.emit(core)
 
 
 def connect_controller(
@@ -200,7 +184,7 @@ def snap_task(core: CMMCorePlus) -> Task:
     """Snap one frame on the window's core."""
 
     def run(signals: OperationSignals) -> SnapResult:
-        from acquire.hardware import snap
+        from acquire.hardware.microscope import snap
 
         image = snap(core)
         x, y = core.getXYPosition()
@@ -219,18 +203,23 @@ class FiducialsResult:
 
 
 def fiducials_task(
-    config: Path, session: Path, holder: Path, targets: Path | None
+    core: CMMCorePlus, config: Path, session: Path, holder: Path, targets: Path | None
 ) -> Task:
-    """Scope A: find the marks, write the session with the targets."""
+    """Scope A: find the marks on the window's core, write the session."""
 
     def run(signals: OperationSignals) -> FiducialsResult:
-        from acquire.correlation_run import load_holder, load_targets, record_fiducials
+        from acquire.workflows.relocation import (
+            load_holder,
+            load_targets,
+            record_fiducials,
+        )
 
         written, survey = record_fiducials(
             config,
             session,
             load_holder(holder),
             targets=load_targets(targets),
+            core=core,
             progress=signals.line.emit,
         )
         return FiducialsResult(written, survey, session)
@@ -247,28 +236,29 @@ class RelocationResult:
     survey: FiducialSurvey
 
 
-def relocation_task(session: Path, config: Path) -> Task:
-    """Scope B: find the marks, fit the transform, map the targets."""
+def relocation_task(core: CMMCorePlus, session: Path, config: Path) -> Task:
+    """Scope B: find the marks on the window's core, fit, map the targets."""
 
     def run(signals: OperationSignals) -> RelocationResult:
-        from acquire.correlation_run import relocate
+        from acquire.workflows.relocation import relocate
 
         transform, targets, survey = relocate(
-            session, config, progress=signals.line.emit
+            session, config, core=core, progress=signals.line.emit
         )
         return RelocationResult(transform, targets, survey)
 
     return run
 
 
-def paired_task(request: PairedRunRequest) -> Task:
-    """Relocate, acquire at every target and pair each stack as it completes."""
+def paired_task(core: CMMCorePlus, request: PairedRunRequest) -> Task:
+    """Relocate, acquire at every target and pair each stack (window's core)."""
 
     def run(signals: OperationSignals) -> PairedRunResult:
-        from acquire.paired_run import run_paired_acquisition
+        from acquire.workflows.paired_run import run_paired_acquisition
 
         return run_paired_acquisition(
             request,
+            core=core,
             progress=signals.line.emit,
             on_outcome=signals.outcome.emit,
             connect=lambda controller: connect_controller(controller, signals),
@@ -277,17 +267,20 @@ def paired_task(request: PairedRunRequest) -> Task:
     return run
 
 
-def live_task(sequence: Path, config: Path, out: Path, model: Path) -> Task:
-    """Acquire the sequence, enhancing every completed stack."""
+def live_task(
+    core: CMMCorePlus, sequence: Path, config: Path, out: Path, model: Path
+) -> Task:
+    """Acquire the sequence on the window's core, enhancing every stack."""
 
     def run(signals: OperationSignals) -> LiveRunResult:
-        from acquire.acquisition import AcquisitionRequest
-        from acquire.live_enhance import run_live_enhancement
+        from acquire.workflows.acquisition import AcquisitionRequest
+        from acquire.workflows.live_enhance import run_live_enhancement
 
         signals.line.emit(f"loading model {model}")
         return run_live_enhancement(
             AcquisitionRequest(sequence, config, out),
             model,
+            core=core,
             on_enhanced=signals.enhanced.emit,
             connect=lambda controller: connect_controller(controller, signals),
         )

@@ -8,7 +8,7 @@ Load them from a Micro-Manager config with ``#py`` lines::
 A Python device only reaches the core through an events-only proxy, so after
 loading, :func:`attach_simulators` hands each simulated camera the real core; the
 camera then reads the stage position, the objective and the shutter on every
-snap. ``acquire.hardware.open_core`` does this for you.
+snap. ``acquire.hardware.microscope.open_core`` does this for you.
 
 Each camera holds its scope's hidden :class:`~acquire.sim.mount.Mount` (drawn
 from ``MountSeed``); the controller never reads it: tests and benchmarks use
@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import DTypeLike, NDArray
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice
 
-from acquire.objectives import Objective, parse_objective_label
+from acquire.config.objectives import Objective, parse_objective_label
 from acquire.sim.debris import DebrisSpecimen, debris_of, register_debris_properties
 from acquire.sim.detector import PMTDetector, SCMOSDetector
 from acquire.sim.faults import FaultInjector, register_fault_properties
@@ -50,7 +50,7 @@ from acquire.sim.measured_psf import (
 )
 from acquire.sim.mount import Mount, MountLimits, draw_mount
 from acquire.sim.occlusion import AlteredSpecimen, parse_decoy, parse_hidden
-from acquire.sim.psf import DZ_FINE_UM, SAMPLE_MEDIUM_INDEX, Modality, OpticalSetup
+from acquire.sim.psf import SAMPLE_MEDIUM_INDEX, Modality, OpticalSetup
 from acquire.sim.render import CameraGeometry, FieldRenderer
 from acquire.sim.specimen import Specimen, generate_specimen
 from acquire.sim.targets import EmitterSource
@@ -335,7 +335,7 @@ class SpecimenCamera(SimpleCameraDevice):
         if core is None:
             raise SimulatorNotAttachedError(
                 f"simulated camera {self.get_label()!r} is not attached to a core: "
-                "load the config with acquire.hardware.open_core(), or call "
+                "load the config with acquire.hardware.microscope.open_core(), or call "
                 "acquire.sim.camera.attach_simulators(core) after loading it"
             )
         return core
@@ -625,7 +625,6 @@ def attach_simulators(core: CMMCorePlus) -> list[str]:
 
 
 __all__ = [
-    "DZ_FINE_UM",
     "ConfocalCamera",
     "ScopeState",
     "SimulatorNotAttachedError",

@@ -1,9 +1,9 @@
 """Fiducial marks of the simulated coverslip: where each manufactured mark sits.
 
 The shapes themselves (geometry, areas, the holder's nominal layout) live in
-:mod:`correlate.marks`, so that mark detection can use them without importing
+:mod:`correlate.fiducials.marks`, so that mark detection can use them without importing
 the simulator; this module places them on the coverslip and fills them with
-emitters. Its names from :mod:`correlate.marks` are re-exported here.
+emitters. Its names from :mod:`correlate.fiducials.marks` are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,23 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from correlate.marks import (
-    MARK_INSET_UM,
-    SHAPE_ORDER,
+from correlate.fiducials.marks import (
     SHAPES,
-    MarkShape,
     mark_contains,
-    nominal_mark_positions,
 )
 
 __all__ = [
-    "MARK_INSET_UM",
-    "SHAPES",
-    "SHAPE_ORDER",
     "FiducialMark",
-    "MarkShape",
     "mark_lattice_xy",
-    "nominal_mark_positions",
 ]
 
 FloatArray = NDArray[np.float64]

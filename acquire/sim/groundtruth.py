@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from acquire.objectives import Objective
+from acquire.config.objectives import Objective
 from acquire.sim.camera import SpecimenCamera
 from acquire.sim.focal_shift import FocalShift, focal_shift
 from acquire.sim.mount import Mount

@@ -38,8 +38,8 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from acquire import hardware
-from acquire.bundled_configs import bundled_config
+from acquire.config.bundled import bundled_config
+from acquire.hardware import microscope
 from acquire.sim import groundtruth
 from acquire.sim.focal_shift import FocalShift, focal_shift
 from acquire.sim.mount import Mount
@@ -219,9 +219,9 @@ def _acquire_stack(
     z_step_um: float,
 ) -> _Scope:
     """Acquire a stack centred near a cell, focused at ``centre_height_um``."""
-    core = hardware.open_core(config)
+    core = microscope.open_core(config)
     try:
-        hardware.set_objective(core, objective)
+        microscope.set_objective(core, objective)
         camera = groundtruth.simulated_camera(core)
         state = camera.read_scope_state()
         geometry = camera.geometry(state.objective)
@@ -242,7 +242,7 @@ def _acquire_stack(
         for k, dz in enumerate(offsets):
             core.setPosition(float(centre[2] + dz))
             core.waitForDevice(core.getFocusDevice())
-            planes[k] = hardware.snap(core)
+            planes[k] = microscope.snap(core)
             axis, focus[k] = groundtruth.landed_position(core)
         pixel = geometry.pixel_size_um
         stack = SimulatedStack(
@@ -260,7 +260,7 @@ def _acquire_stack(
             float(mount.surface_height_um(np.asarray(axis))),
         )
     finally:
-        hardware.close_core(core)
+        microscope.close_core(core)
 
 
 def _exact_map(
@@ -548,9 +548,9 @@ def _as_commanded(
 
 def _cells(config: Path) -> tuple[int, list[str]]:
     """Number of procedural cells and the identities of ``Specimen.all_cells``."""
-    core = hardware.open_core(config)
+    core = microscope.open_core(config)
     try:
         specimen = groundtruth.specimen_of(core)
         return len(specimen.cells), [c.identity for c in specimen.all_cells]
     finally:
-        hardware.close_core(core)
+        microscope.close_core(core)

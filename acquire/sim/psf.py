@@ -43,7 +43,7 @@ import numpy as np
 import psfmodels
 from numpy.typing import ArrayLike, NDArray
 
-from acquire.objectives import IMMERSION_INDEX
+from acquire.config.objectives import IMMERSION_INDEX
 from acquire.sim.measured_psf import MeasuredPSF
 
 Modality = Literal["widefield", "confocal"]

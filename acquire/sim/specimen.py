@@ -43,64 +43,39 @@ from numpy.typing import NDArray
 from acquire.sim.cell_fibres import (
     ADHESION_PHOTONS_PER_MS,
     FIBRE_PHOTONS_PER_MS_PER_UM,
-    FIBRE_SPACING_UM,
 )
 from acquire.sim.cell_model import (
-    CYTOPLASM_LATTICE_UM,
     CYTOPLASM_PHOTONS_PER_MS_PER_UM3,
-    NUCLEUS_LATTICE_UM,
     NUCLEUS_PHOTONS_PER_MS_PER_UM3,
     build_cell,
 )
 from acquire.sim.cell_shape import draw_cell_shape
 from acquire.sim.cell_truth import (
-    AdhesionTruth,
     CellTruth,
-    FibreTruth,
-    NucleolusTruth,
-    NucleusTruth,
 )
 from acquire.sim.emitter_index import EmitterGroups, EmitterIndex
 from acquire.sim.emitters import Emitters
-from acquire.sim.fiducial_marks import (
-    SHAPE_ORDER,
-    SHAPES,
-    FiducialMark,
-    mark_lattice_xy,
-    nominal_mark_positions,
-)
+from acquire.sim.fiducial_marks import FiducialMark, mark_lattice_xy
 from acquire.sim.volume_cells import (
     VOLUME_PEAK_PHOTONS_PER_MS_PER_UM3,
     VolumeCellTruth,
     VolumeRequest,
-    VolumeSpecimenError,
     add_volume_cell,
     file_stamp,
     load_volume_cell,
 )
-from correlate.marks import Holder, MarkSpec
+from correlate.fiducials.marks import (
+    SHAPE_ORDER,
+    SHAPES,
+    Holder,
+    MarkSpec,
+    nominal_mark_positions,
+)
 
 __all__ = [
-    "ADHESION_PHOTONS_PER_MS",
     "BEAD_PHOTONS_PER_MS",
-    "CYTOPLASM_LATTICE_UM",
-    "CYTOPLASM_PHOTONS_PER_MS_PER_UM3",
-    "FIBRE_PHOTONS_PER_MS_PER_UM",
-    "FIBRE_SPACING_UM",
     "FIDUCIAL_PHOTONS_PER_MS_PER_UM2",
-    "NUCLEUS_LATTICE_UM",
-    "NUCLEUS_PHOTONS_PER_MS_PER_UM3",
-    "AdhesionTruth",
-    "CellTruth",
-    "Emitters",
-    "FibreTruth",
-    "FiducialMark",
-    "NucleolusTruth",
-    "NucleusTruth",
     "Specimen",
-    "VolumeCellTruth",
-    "VolumeRequest",
-    "VolumeSpecimenError",
     "build_specimen",
     "generate_specimen",
 ]
@@ -414,7 +389,7 @@ class Specimen:
         Returns
         -------
         Holder
-            One :class:`~correlate.marks.MarkSpec` per fiducial mark, at its
+            One :class:`~correlate.fiducials.marks.MarkSpec` per fiducial mark, at its
             nominal centre and orientation 0 (not the true, jittered pose).
 
         """

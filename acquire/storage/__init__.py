@@ -28,13 +28,11 @@ starts on a fresh line; a stack folder without a journal line is not committed
 and `Dataset.resume` moves it to ``.staging/orphans``; partial stacks only ever
 live in ``.staging``, which `Dataset.resume` empties.
 
+Modules: ``dataset`` (`Dataset`), ``stack_writer`` (`StackWriter`), ``spec``
+(`StackSpec`), ``journal``, ``manifest``, ``ngff``, ``reader``, ``verify``,
+``durable`` and ``writer_lock``; beside the datasets, ``session`` (correlation
+session files), ``ome_tiff`` (single OME-TIFF stacks) and ``recorded_paths``.
+
 Read a committed stack with any Zarr v3 / OME-Zarr 0.5 reader, e.g.
 ``zarr.open_group(DATASET / "t0000_p0000_g0000.ome.zarr", mode="r")["0"]``.
 """
-
-from acquire.storage.dataset import Dataset
-from acquire.storage.errors import DatasetError
-from acquire.storage.spec import StackSpec
-from acquire.storage.stack_writer import StackWriter
-
-__all__ = ["Dataset", "DatasetError", "StackSpec", "StackWriter"]

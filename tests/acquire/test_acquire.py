@@ -18,11 +18,11 @@ from acquire_helpers import (
     write_sequence,
 )
 
-from acquire.acquisition import AcquisitionRequest, run_acquisition
-from acquire.consumers import CompletedStack, StackQueue
-from acquire.hardware import close_core, illumination, open_core
+from acquire.hardware.consumers import CompletedStack, StackQueue
+from acquire.hardware.microscope import close_core, illumination, open_core
 from acquire.storage.errors import DatasetError
 from acquire.storage.reader import committed_stacks, read_stack
+from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 from acquire_helpers import WIDEFIELD
 from pymmcore_plus import CMMCorePlus
 
-from acquire.autofocus import FocusError, autofocus
-from acquire.hardware import close_core, open_core
+from acquire.hardware.autofocus import FocusError, autofocus
+from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
 from correlate.focus_metric import focus_peak, sharpness
 

@@ -11,7 +11,9 @@ import pytest
 from pymmcore_plus import CMMCorePlus
 from scipy import ndimage
 
-from acquire.calibrate import (
+from acquire.hardware.microscope import close_core, open_core, set_objective, snap
+from acquire.sim import groundtruth
+from acquire.workflows.calibrate import (
     CALIBRATIONS_FILE,
     CalibrationError,
     CalibrationFileError,
@@ -21,10 +23,8 @@ from acquire.calibrate import (
     load_calibration,
     save_calibration,
 )
-from acquire.hardware import close_core, open_core, set_objective, snap
-from acquire.sim import groundtruth
-from correlate.calibration import PixelCalibration, fit_pixel_calibration
-from correlate.shift import measure_shift
+from correlate.stage.camera_calibration import PixelCalibration, fit_pixel_calibration
+from correlate.stage.image_shift import measure_shift
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"

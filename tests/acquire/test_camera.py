@@ -10,7 +10,7 @@ import pytest
 from pymmcore_plus import CMMCorePlus
 from skimage.registration import phase_cross_correlation
 
-from acquire.hardware import close_core, open_core
+from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
 from acquire.sim.camera import SimulatorNotAttachedError, WidefieldCamera
 

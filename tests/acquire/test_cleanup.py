@@ -12,8 +12,8 @@ from acquire_helpers import writer_locks_held_elsewhere
 from test_storage import IDENTITY, commit_stack, make_spec, write_planes, zarr_sha256
 from typer.testing import CliRunner
 
-from acquire.cli import app
-from acquire.storage import Dataset
+from acquire.cli.main import app
+from acquire.storage.dataset import Dataset
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase, StackMeta
 

@@ -16,7 +16,7 @@ from acquire_helpers import pairscope
 from typer.testing import CliRunner
 
 from acquire import __version__
-from acquire.cli import app
+from acquire.cli.main import app
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
@@ -262,7 +262,7 @@ def test_snap_never_sends_the_stage_past_its_soft_limits(
 
 def test_take_snapshot_refuses_a_position_that_is_not_finite() -> None:
     from acquire.errors import UserError
-    from acquire.snapshot import take_snapshot
+    from acquire.hardware.snapshot import take_snapshot
 
     with pytest.raises(UserError, match=r"--z inf is not a position"):
         take_snapshot(

@@ -13,8 +13,9 @@ import useq
 from pymmcore_plus import CMMCorePlus, DeviceType
 from pymmcore_plus.experimental.unicore import UniMMCore
 
-from acquire.config_check import ConfigError, validate_config
-from acquire.hardware import (
+from acquire.config.check import validate_config
+from acquire.config.errors import ConfigError
+from acquire.hardware.microscope import (
     close_core,
     describe_scope,
     illumination,
@@ -257,7 +258,7 @@ def test_python_class_missing_or_not_a_device(tmp_path: Path) -> None:
 
     def not_device(lines: list[str]) -> int:
         at = _index(lines, "#py pyDevice,Camera")
-        lines[at] = "#py pyDevice,Camera,acquire.objectives,Objective"
+        lines[at] = "#py pyDevice,Camera,acquire.config.objectives,Objective"
         return at + 1
 
     path, line = _variant(tmp_path, not_device)

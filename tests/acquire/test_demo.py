@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from acquire_helpers import pairscope, writer_locks_held_elsewhere
 
-from acquire.bundled_configs import bundled_config
-from acquire.demo import QUICK_PLAN, bundled_model, run_demo
+from acquire.config.bundled import bundled_config
 from acquire.errors import UserError
+from acquire.workflows.demo import QUICK_PLAN, bundled_model, run_demo
 
 
 def test_demo_configs_and_model_are_found_as_package_resources() -> None:
@@ -89,7 +89,7 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
 def test_work_folders_of_stopped_demos_are_removed_but_not_a_running_ones(
     tmp_path: Path,
 ) -> None:
-    from acquire.demo import remove_abandoned_partials
+    from acquire.workflows.demo import remove_abandoned_partials
 
     out = tmp_path / "demo"
     stopped = tmp_path / ".demo.0badc0de.partial"  # a killed demo's leftovers

@@ -15,9 +15,9 @@ import useq
 from pymmcore_plus.experimental.unicore import UniMMCore
 from pymmcore_plus.mda import MDAEngine
 
-from acquire.engine import AcquisitionFault, ResilientEngine
-from acquire.hardware import close_core, illumination, open_core
-from acquire.retry import RetryPolicy
+from acquire.hardware.engine import AcquisitionFault, ResilientEngine
+from acquire.hardware.microscope import close_core, illumination, open_core
+from acquire.hardware.retry import RetryPolicy
 from acquire.sim import groundtruth
 from acquire.sim.faults import (
     FaultInjector,

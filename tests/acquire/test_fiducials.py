@@ -19,12 +19,14 @@ from pymmcore_plus import CMMCorePlus
 from scipy import ndimage as ndi
 
 import acquire.sim.fiducial_marks as sim_marks
-from acquire.hardware import close_core, open_core, snap
+import acquire.sim.specimen as sim_specimen
+from acquire.hardware.microscope import close_core, open_core, snap
 from acquire.sim import groundtruth
-from acquire.sim.specimen import FiducialMark, Specimen, generate_specimen
-from correlate import marks
-from correlate.fiducials import MarkDetection, detect_marks
-from correlate.marks import Holder, MarkSpec, mark_mask
+from acquire.sim.fiducial_marks import FiducialMark
+from acquire.sim.specimen import Specimen, generate_specimen
+from correlate.fiducials import marks
+from correlate.fiducials.detect import MarkDetection, detect_marks
+from correlate.fiducials.marks import Holder, MarkSpec, mark_mask
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
@@ -144,7 +146,7 @@ def _identified(detections: tuple[MarkDetection, ...]) -> list[MarkDetection]:
 
 def test_simulator_draws_the_holder_geometry_of_correlate() -> None:
     assert sim_marks.SHAPES is marks.SHAPES
-    assert sim_marks.nominal_mark_positions is marks.nominal_mark_positions
+    assert sim_specimen.nominal_mark_positions is marks.nominal_mark_positions
 
 
 def test_holder_is_nominal_and_round_trips_through_json(

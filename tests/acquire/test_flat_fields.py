@@ -17,11 +17,11 @@ import pytest
 import tifffile
 from typer.testing import CliRunner
 
-import acquire.fiducial_search as fiducial_search
-from acquire.cli import app
+import acquire.workflows.fiducial_search as fiducial_search
+from acquire.cli.main import app
 from acquire.errors import UserError
-from acquire.flat_fields import check_flat_fields, parse_flat_field_specs
-from correlate.fiducials import MarkDetectionError
+from acquire.workflows.flat_fields import check_flat_fields, parse_flat_field_specs
+from correlate.fiducials.detect import MarkDetectionError
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 HOLDER = CONFIGS / "demo_holder.json"

@@ -18,11 +18,12 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acquire.config_parse import parse_config_lines
-from acquire.correlation_run import load_holder
+from acquire.config.parse import parse_config_lines
 from acquire.errors import UserError
-from acquire.sequence import SequenceError, parse_sequence
-from acquire.session import load_session
+from acquire.sequence.read import parse_sequence
+from acquire.sequence.source import SequenceError
+from acquire.storage.session import load_session
+from acquire.workflows.relocation import load_holder
 from enhance.checkpoint import checkpoint_from_payload
 from enhance.errors import CheckpointError
 

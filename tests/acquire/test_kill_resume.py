@@ -51,7 +51,7 @@ def start(
     args = [
         sys.executable,
         "-m",
-        "acquire.cli",
+        "acquire.cli.main",
         "acquire",
         str(sequence),
         "--config",

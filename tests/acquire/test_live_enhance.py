@@ -9,9 +9,9 @@ import pytest
 import yaml
 from acquire_helpers import cell_positions, small_config
 
-from acquire.acquisition import AcquisitionRequest
-from acquire.live_enhance import enhanced_dataset_path, run_live_enhancement
 from acquire.storage.reader import committed_stacks, read_stack
+from acquire.workflows.acquisition import AcquisitionRequest
+from acquire.workflows.live_enhance import enhanced_dataset_path, run_live_enhancement
 from enhance.checkpoint import Checkpoint, TrainingProvenance
 from enhance.normalization import PercentileNormalization
 from enhance.predict import predict_stack

@@ -13,8 +13,8 @@ import useq
 from pymmcore_plus import CMMCorePlus
 from pymmcore_plus.mda import MDAEngine
 
-from acquire import mmcore_compat
-from acquire.hardware import close_core, open_core
+from acquire.hardware import mmcore_compat
+from acquire.hardware.microscope import close_core, open_core
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def test_every_internal_attribute_exists(
     instance = core if owner == "CMMCorePlus" else MDAEngine(core)
     assert hasattr(instance, attribute), (
         f"pymmcore-plus no longer has {owner}.{attribute}: update "
-        "acquire/mmcore_compat.py"
+        "acquire/hardware/mmcore_compat.py"
     )
 
 

@@ -10,8 +10,8 @@ import pytest
 import tifffile
 
 from acquire.errors import UserError
-from acquire.hardware import ObjectiveInfo
-from acquire.ome_tiff import OmeImage, write_ome_tiff
+from acquire.hardware.microscope import ObjectiveInfo
+from acquire.storage.ome_tiff import OmeImage, write_ome_tiff
 
 OME = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
 

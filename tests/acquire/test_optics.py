@@ -591,7 +591,7 @@ def test_bad_measured_psf_files_give_one_clear_message(
 def test_camera_sample_medium_and_measured_psf_properties(
     bead_file: Path, tmp_path: Path
 ) -> None:
-    from acquire.objectives import parse_objective_label
+    from acquire.config.objectives import parse_objective_label
     from acquire.sim.camera import ConfocalCamera, WidefieldCamera
     from acquire.sim.measured_psf import MeasuredPSFError
 

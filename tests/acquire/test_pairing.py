@@ -12,17 +12,17 @@ import yaml
 from acquire_helpers import pairscope
 from typer.testing import CliRunner
 
-from acquire.cli import app
-from acquire.correlation_run import load_holder, load_targets, record_fiducials
-from acquire.hardware import scope
-from acquire.ome_tiff import OmeImage, write_ome_tiff
-from acquire.paired_run import (
+from acquire.cli.main import app
+from acquire.hardware.microscope import scope
+from acquire.sim import groundtruth
+from acquire.storage.ome_tiff import OmeImage, write_ome_tiff
+from acquire.storage.reader import committed_stacks, read_stack
+from acquire.workflows.paired_run import (
     PairedRunRequest,
     PairedRunResult,
     run_paired_acquisition,
 )
-from acquire.sim import groundtruth
-from acquire.storage.reader import committed_stacks, read_stack
+from acquire.workflows.relocation import load_holder, load_targets, record_fiducials
 from correlate.pairdb import PairDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -313,9 +313,9 @@ def export_ome_tiff(dataset: Path, name: str, folder: Path) -> Path:
 
 def test_a_stack_without_partner_is_a_clear_error(tmp_path: Path) -> None:
     from acquire.errors import UserError
-    from acquire.pairing import Pairer
-    from correlate.calibration import PixelCalibration
-    from correlate.transform import fit_stage_transform
+    from acquire.workflows.pairing import Pairer
+    from correlate.stage.camera_calibration import PixelCalibration
+    from correlate.stage.fit_transform import fit_stage_transform
 
     marks = {"a": (0.0, 0.0, 0.0), "b": (2600.0, 0.0, 0.0), "c": (0.0, 2600.0, 0.0)}
     pairer = Pairer(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from acquire.recorded_paths import record_path, resolve_recorded_path
+from acquire.storage.recorded_paths import record_path, resolve_recorded_path
 
 
 def test_a_neighbour_is_recorded_relative_and_found_after_a_move(

@@ -11,18 +11,18 @@ import yaml
 from acquire_helpers import pairscope
 from typer.testing import CliRunner
 
-from acquire.correlation_run import (
+from acquire.errors import UserError
+from acquire.hardware.microscope import close_core, open_core, scope
+from acquire.sim import groundtruth
+from acquire.storage.session import Target, load_session
+from acquire.workflows.fiducial_search import FiducialSearchError, find_fiducials
+from acquire.workflows.relocation import (
     RelocatedTarget,
     load_holder,
     load_targets,
     record_fiducials,
     relocate,
 )
-from acquire.errors import UserError
-from acquire.fiducial_search import FiducialSearchError, find_fiducials
-from acquire.hardware import close_core, open_core, scope
-from acquire.session import Target, load_session
-from acquire.sim import groundtruth
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
@@ -200,8 +200,8 @@ def test_export_options_are_checked_before_the_search(
     options: list[str],
     message: str,
 ) -> None:
-    import acquire.cli as cli
-    import acquire.correlation_run as correlation_run
+    import acquire.cli.main as cli
+    import acquire.workflows.relocation as correlation_run
 
     def no_search(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the relocation ran before the options were checked")
@@ -291,7 +291,7 @@ def test_a_target_that_is_not_finite_is_refused(tmp_path: Path) -> None:
 
 
 def test_damaged_sessions_are_refused_with_one_message(tmp_path: Path) -> None:
-    from acquire.session import CorrelationSession, save_session
+    from acquire.storage.session import CorrelationSession, save_session
 
     holder = load_holder(HOLDER)
     marks = {m.identity: (0.0, 0.0, 0.0) for m in holder.marks}

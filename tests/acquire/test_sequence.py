@@ -12,19 +12,13 @@ import pytest
 import useq
 from rich.console import Console
 
+from acquire.config.stage_limits import StageLimits
 from acquire.errors import UserError
-from acquire.sequence import (
-    AcquisitionPlan,
-    SequenceError,
-    SequenceLimits,
-    StackKey,
-    describe_plan,
-    load_sequence,
-    parse_sequence,
-    plan_acquisition,
-    stack_key,
-)
-from acquire.stage_limits import StageLimits
+from acquire.sequence.limits import SequenceLimits
+from acquire.sequence.plan import AcquisitionPlan, StackKey, plan_acquisition, stack_key
+from acquire.sequence.read import load_sequence, parse_sequence
+from acquire.sequence.source import SequenceError
+from acquire.sequence.table import describe_plan
 
 
 def write(tmp_path: Path, text: str, name: str = "seq.yaml") -> Path:
@@ -675,7 +669,8 @@ def test_describe_plan_lists_the_numbers(tmp_path: Path) -> None:
 
 
 def test_relative_z_plan_without_a_position_z_is_refused() -> None:
-    from acquire.sequence import SequenceError, parse_sequence
+    from acquire.sequence.read import parse_sequence
+    from acquire.sequence.source import SequenceError
 
     text = "stage_positions: [{x: 1, y: 2}]\nz_plan: {range: 4, step: 1}\n"
     with pytest.raises(SequenceError, match="no z"):

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from pymmcore_plus import CMMCorePlus
 
-from acquire.config_errors import ConfigError
-from acquire.hardware import close_core, open_core
+from acquire.config.errors import ConfigError
+from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
 from acquire.sim.debris import Debris, DebrisSpecimen, debris_emitters
 from acquire.sim.illumination import (

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from acquire import hardware
+from acquire.hardware import microscope
 from acquire.sim import groundtruth
 from acquire.sim.focal_shift import focal_shift
 from acquire.sim.pairs import (
@@ -104,9 +104,9 @@ def _scope_truth(
     objective = (
         CONFOCAL_OBJECTIVE if scope == "confocal" else WIDEFIELD_OBJECTIVES["40x"]
     )
-    core = hardware.open_core(workdir / f"{scope}.cfg")
+    core = microscope.open_core(workdir / f"{scope}.cfg")
     try:
-        hardware.set_objective(core, objective)
+        microscope.set_objective(core, objective)
         camera = groundtruth.simulated_camera(core)
         lens = camera.read_scope_state().objective
         shift = focal_shift(camera.optical_setup(lens))
@@ -114,7 +114,7 @@ def _scope_truth(
         geometry = camera.geometry(lens)
         volume = camera.specimen().volume_cells[0]
     finally:
-        hardware.close_core(core)
+        microscope.close_core(core)
     local = (np.array(BEADS, np.float64)[:, ::-1] + 0.5) * BEAD_VOXEL[::-1]
     sample = volume.volume_to_sample(local)
     physical = mount.sample_to_physical(sample)
@@ -212,13 +212,13 @@ def test_axial_scale_is_the_ratio_of_focal_shift_slopes(
         ("confocal", CONFOCAL_OBJECTIVE),
         ("widefield", WIDEFIELD_OBJECTIVES["40x"]),
     ):
-        core = hardware.open_core(workdir / f"{scope}.cfg")
+        core = microscope.open_core(workdir / f"{scope}.cfg")
         try:
-            hardware.set_objective(core, objective)
+            microscope.set_objective(core, objective)
             camera = groundtruth.simulated_camera(core)
             setups[scope] = camera.optical_setup(camera.read_scope_state().objective)
         finally:
-            hardware.close_core(core)
+            microscope.close_core(core)
     f_c, f_w = focal_shift(setups["confocal"]), focal_shift(setups["widefield"])
     # the heights the confocal planes look at, and where the WF has them in focus
     nominal_c = (
@@ -277,11 +277,11 @@ def test_volume_cell_is_imaged_as_a_pair(tmp_path: Path) -> None:
         stack_centre_height_um=1.0,
         workdir=tmp_path,
     )
-    core = hardware.open_core(tmp_path / "confocal.cfg")
+    core = microscope.open_core(tmp_path / "confocal.cfg")
     try:
         specimen = groundtruth.specimen_of(core)
     finally:
-        hardware.close_core(core)
+        microscope.close_core(core)
     assert specimen.all_cells[pair.cell_index].identity == "V00"
     assert pair.cell_index == len(specimen.cells)
     assert pair.truth.axial_scale == 1.0

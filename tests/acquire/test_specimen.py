@@ -13,12 +13,8 @@ import pytest
 from numpy.typing import NDArray
 from skimage import measure
 
-from acquire.sim.specimen import (
-    Emitters,
-    Specimen,
-    build_specimen,
-    generate_specimen,
-)
+from acquire.sim.emitters import Emitters
+from acquire.sim.specimen import Specimen, build_specimen, generate_specimen
 
 # Analytic areas (um^2) of the manufactured marks, written out independently
 # of the implementation's constants.

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from acquire.config.stage_limits import StageLimits, StageLimitsError, read_stage_limits
 from acquire.errors import UserError
-from acquire.stage_limits import StageLimits, StageLimitsError, read_stage_limits
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 DEMOS = [CONFIGS / "demo_widefield.cfg", CONFIGS / "demo_confocal.cfg"]

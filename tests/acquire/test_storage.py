@@ -22,7 +22,10 @@ import pytest
 import zarr
 
 from acquire.errors import UserError
-from acquire.storage import Dataset, DatasetError, StackSpec, StackWriter
+from acquire.storage.dataset import Dataset
+from acquire.storage.errors import DatasetError
+from acquire.storage.spec import StackSpec
+from acquire.storage.stack_writer import StackWriter
 
 IDENTITY = {"sequence_hash": "seq-1234", "config_hash": "cfg-5678"}
 VOXEL_UM = (0.5, 0.1625, 0.1625)

@@ -20,20 +20,16 @@ from acquire_helpers import pairscope
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from acquire import hardware
-from acquire.bundled_configs import bundled_config
+from acquire.config.bundled import bundled_config
+from acquire.hardware import microscope
 from acquire.sim import groundtruth
-from acquire.sim.specimen import (
-    Specimen,
-    VolumeRequest,
-    VolumeSpecimenError,
-    build_specimen,
-    generate_specimen,
-)
+from acquire.sim.specimen import Specimen, build_specimen, generate_specimen
 from acquire.sim.volume_cells import (
     MAX_EMITTERS,
     VOLUME_PEAK_PHOTONS_PER_MS_PER_UM3,
     VolumeCellTruth,
+    VolumeRequest,
+    VolumeSpecimenError,
     load_volume_cell,
     parse_volume_property,
     read_volume,
@@ -385,7 +381,7 @@ def _snap_at(core: object, xyh: tuple[float, float, float]) -> NDArray[np.float6
     core.setXYPosition(float(stage[0]), float(stage[1]))  # type: ignore[attr-defined]
     core.setPosition(float(stage[2]))  # type: ignore[attr-defined]
     core.waitForSystem()  # type: ignore[attr-defined]
-    image = hardware.snap(core).astype(np.float64)  # type: ignore[arg-type]
+    image = microscope.snap(core).astype(np.float64)  # type: ignore[arg-type]
     return np.asarray(image)
 
 
@@ -394,13 +390,13 @@ def test_simulated_scopes_image_the_volume_cell(
 ) -> None:
     monkeypatch.chdir(DATA)  # relative paths are relative to the cwd
     value = "yeast_mito_crop.ome.tif@rotation=20"
-    widefield = hardware.open_core(
+    widefield = microscope.open_core(
         _config(tmp_path, "widefield", FAST | {"SpecimenVolumes": value})
     )
-    confocal = hardware.open_core(
+    confocal = microscope.open_core(
         _config(tmp_path, "confocal", FAST | {"SpecimenVolumes": value})
     )
-    bare = hardware.open_core(_config(tmp_path, "widefield", FAST, "bare"))
+    bare = microscope.open_core(_config(tmp_path, "widefield", FAST, "bare"))
     try:
         spec = groundtruth.specimen_of(widefield)
         assert groundtruth.specimen_of(confocal) is spec
@@ -433,11 +429,11 @@ def test_simulated_scopes_image_the_volume_cell(
         assert float(signal.max()) > 300.0  # well above the noise (read noise ~3)
     finally:
         for core in (widefield, confocal, bare):
-            hardware.close_core(core)
+            microscope.close_core(core)
 
 
 def test_bad_property_fails_when_set_and_keeps_the_old_value(tmp_path: Path) -> None:
-    core = hardware.open_core(_config(tmp_path, "widefield", FAST))
+    core = microscope.open_core(_config(tmp_path, "widefield", FAST))
     try:
         with pytest.raises(VolumeSpecimenError, match=r"neuron_crop\.tif"):
             core.setProperty("Camera", "SpecimenVolumes", str(NEURON))
@@ -445,7 +441,7 @@ def test_bad_property_fails_when_set_and_keeps_the_old_value(tmp_path: Path) -> 
         core.setProperty("Camera", "SpecimenVolumes", f"{NEURON}@0.5:0.4:0.4")
         assert len(groundtruth.specimen_of(core).volume_cells) == 1
     finally:
-        hardware.close_core(core)
+        microscope.close_core(core)
 
 
 def test_bad_volume_in_a_config_is_one_clear_error(tmp_path: Path) -> None:

@@ -23,8 +23,8 @@ import pytest
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
-from correlate.fiducials import MarkDetectionError, detect_marks
-from correlate.marks import Holder, MarkSpec
+from correlate.fiducials.detect import MarkDetectionError, detect_marks
+from correlate.fiducials.marks import Holder, MarkSpec
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))

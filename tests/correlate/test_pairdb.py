@@ -19,7 +19,7 @@ from acquire_helpers import timeout_s
 from PIL import Image
 from scipy import ndimage
 
-from acquire.hardware import close_core, open_core, snap
+from acquire.hardware.microscope import close_core, open_core, snap
 from acquire.sim import groundtruth
 from correlate.pairdb import (
     SPLITS,

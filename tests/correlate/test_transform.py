@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from correlate.transform import StageTransform, TransformError, fit_stage_transform
+from correlate.stage.fit_transform import fit_stage_transform
+from correlate.stage.transform import StageTransform, TransformError
 
 #: Fiducial marks of the holder, nominal scope-A positions (um).
 CORNERS_UM = np.array([[-1300, -1300], [1300, -1300], [1300, 1300], [-1300, 1300]])

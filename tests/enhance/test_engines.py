@@ -12,7 +12,7 @@ from test_enhance_coarse import random_stage
 from test_enhance_model import VOXEL_UM, random_checkpoint
 from typer.testing import CliRunner
 
-from acquire.cli import app
+from acquire.cli.main import app
 from enhance.engines import onnxruntime_available, resolve_engine
 from enhance.errors import EnhanceError
 from enhance.predict import Enhancer

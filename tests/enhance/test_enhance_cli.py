@@ -1,7 +1,7 @@
 """The model commands: ``train``, ``evaluate`` and ``enhance`` on tiny simulated pairs.
 
 The commands run through a Typer app assembled here from
-:mod:`acquire.cli_enhance` (the same functions ``pairscope`` registers).
+:mod:`acquire.cli.enhance` (the same functions ``pairscope`` registers).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from acquire.cli_enhance import enhance, evaluate, train
+from acquire.cli.enhance import enhance, evaluate, train
 from acquire.sim.pairs import simulate_pair
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase, StackMeta
@@ -231,7 +231,8 @@ def test_evaluate_writes_report(tiny_db: Path, tiny_model: Path) -> None:
 def test_enhance_dataset_equals_offline_prediction(
     tiny_db: Path, tiny_model: Path, tmp_path: Path
 ) -> None:
-    from acquire.storage import Dataset, StackSpec
+    from acquire.storage.dataset import Dataset
+    from acquire.storage.spec import StackSpec
 
     rng = np.random.default_rng(5)
     raw = tmp_path / "raw"
@@ -271,7 +272,8 @@ def test_enhance_dataset_equals_offline_prediction(
 
 
 def test_enhance_resamples_onto_model_grid(tiny_model: Path, tmp_path: Path) -> None:
-    from acquire.storage import Dataset, StackSpec
+    from acquire.storage.dataset import Dataset
+    from acquire.storage.spec import StackSpec
 
     raw = tmp_path / "raw"
     dataset = Dataset.create(raw, {"kind": "test"})
@@ -363,7 +365,7 @@ def test_train_refuses_bad_numbers_before_training(
 def test_train_refuses_a_folder_it_cannot_write_before_training(
     tiny_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import acquire.cli_enhance as cli_enhance
+    import acquire.cli.enhance as cli_enhance
 
     def read_only(*_args: object, **_kwargs: object) -> None:
         # what a read-only share answers (root ignores permission bits here)
