@@ -6,9 +6,12 @@ hardware is touched or any file is written.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from acquire.errors import UserError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["check_adapter_paths", "check_output_file", "check_output_folder"]
 

@@ -37,10 +37,9 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -49,6 +48,9 @@ from skimage.filters import threshold_otsu
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fiducial_render as fr
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "fiducials.json"

@@ -78,15 +78,17 @@ import functools
 import math
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.fft
 from numpy.typing import NDArray
 from scipy import special
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 FloatArray = NDArray[np.float64]
 

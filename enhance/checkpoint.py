@@ -30,11 +30,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib.metadata
 import json
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -44,6 +42,10 @@ from enhance.normalization import PercentileNormalization
 from enhance.state_files import cpu_state, save_durably
 from enhance.transfer import TransferFunction
 from enhance.unet import UNet3D, UNetConfig, unet_with_weights
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping
 
 __all__ = [
     "FORMAT_NAME",

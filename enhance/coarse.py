@@ -25,17 +25,20 @@ Units: normalised intensities throughout.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
 from enhance.unet import UNet3D, UNetConfig, unet_with_weights
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from numpy.typing import NDArray
 
 __all__ = [
     "CoarseStage",

@@ -25,15 +25,12 @@ correction (the coarse U-Net's output layer zero).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 
-from enhance.checkpoint import Checkpoint
 from enhance.coarse import CoarseStage, CoarseStageConfig, block_mean, coarse_input
 from enhance.data import TrainingPair, common_voxel_size_um
 from enhance.device import configure_threads, select_device
@@ -41,7 +38,6 @@ from enhance.errors import EnhanceError
 from enhance.losses import luminance_weighted_error
 from enhance.patches import sample_patches
 from enhance.predict import Enhancer
-from enhance.snapshot import EpochRecord
 from enhance.training import (
     FitSettings,
     TrainingResult,
@@ -52,6 +48,14 @@ from enhance.training import (
 )
 from enhance.transfer import network_input
 from enhance.unet import UNet3D
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from numpy.typing import NDArray
+
+    from enhance.checkpoint import Checkpoint
+    from enhance.snapshot import EpochRecord
 
 __all__ = ["CoarseTrainingConfig", "coarse_training_data", "train_coarse_stage"]
 

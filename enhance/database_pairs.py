@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from correlate.pairdb import PairDatabase
+from typing import TYPE_CHECKING
+
 from enhance.data import TrainingPair, trim_to_overlap
 from enhance.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from correlate.pairdb import PairDatabase
 
 __all__ = ["load_split"]
 

@@ -16,15 +16,19 @@ can be made on data the model also had.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
-from numpy.typing import ArrayLike, NDArray
 
 from enhance.errors import EnhanceError
 from enhance.metrics import image_metrics
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["RLTuning", "richardson_lucy", "richardson_lucy_series", "tune_iterations"]
 

@@ -21,13 +21,15 @@ from __future__ import annotations
 import importlib.util
 import io
 import warnings
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = [
     "ENGINES",

@@ -22,16 +22,12 @@ all intensity-matched to the confocal and shown with the confocal's 0.5 to
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from numpy.typing import NDArray
 
 from enhance.checkpoint import FORMAT_VERSION, Checkpoint
 from enhance.data import TrainingPair, central_yx_window
@@ -41,6 +37,13 @@ from enhance.evaluation_report import LINEAR_FILTER, comparison_figure, write_re
 from enhance.metrics import ImageMetrics, image_metrics, match_intensity
 from enhance.predict import Enhancer
 from enhance.psf import WidefieldOptics, default_psf_shape, widefield_psf
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+
+    import torch
+    from numpy.typing import NDArray
 
 __all__ = ["METHODS", "EvaluationReport", "PairEvaluation", "evaluate"]
 

@@ -15,12 +15,15 @@ scale. Then, with ``data_range`` = max - min of the confocal:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from enhance.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["ImageMetrics", "image_metrics", "match_intensity"]
 

@@ -17,12 +17,14 @@ compare intensities only after a fit (see :mod:`enhance.metrics`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["PercentileNormalization", "StackScale"]
 

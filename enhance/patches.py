@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["augment_xy", "sample_patches"]
 

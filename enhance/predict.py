@@ -25,14 +25,11 @@ scale).
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from numpy.typing import ArrayLike, NDArray
 
 from enhance.checkpoint import Checkpoint, load_checkpoint
 from enhance.coarse import coarse_input, upsample_correction
@@ -40,8 +37,15 @@ from enhance.device import configure_threads, select_device
 from enhance.engines import InferenceEngine, make_engine, resolve_engine
 from enhance.errors import EnhanceError
 from enhance.transfer import network_input
-from enhance.unet import UNetConfig
 from enhance.voxels import VOXEL_SIZE_RTOL, check_model_grid, resample_stack
+
+if TYPE_CHECKING:
+    import os
+
+    import torch
+    from numpy.typing import ArrayLike, NDArray
+
+    from enhance.unet import UNetConfig
 
 __all__ = ["Enhancer", "PredictionResult", "enhance_stack", "predict_stack"]
 

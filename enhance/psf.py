@@ -12,13 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psfmodels
-from numpy.typing import NDArray
 
 from enhance.errors import EnhanceError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["WidefieldOptics", "default_psf_shape", "widefield_psf"]
 

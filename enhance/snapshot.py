@@ -20,15 +20,17 @@ are read with ``weights_only=True``: a crafted file runs no code.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from enhance.errors import EnhanceError
 from enhance.state_files import cpu_state, save_durably
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 __all__ = [
     "SNAPSHOT_FORMAT",

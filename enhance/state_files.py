@@ -9,13 +9,15 @@ leaves the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from correlate.pairdb.store import fsync_dir
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 __all__ = ["cpu_state", "save_durably"]
 

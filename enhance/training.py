@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 
 from enhance.checkpoint import Checkpoint, TrainingProvenance
 from enhance.data import TrainingPair, common_voxel_size_um
@@ -48,6 +46,11 @@ from enhance.snapshot import EpochRecord, TrainingSnapshot
 from enhance.state_files import cpu_state
 from enhance.transfer import fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from numpy.typing import NDArray
 
 __all__ = [
     "FitOutcome",

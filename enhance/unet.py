@@ -14,14 +14,16 @@ the last channel.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from enhance.errors import CheckpointError, EnhanceError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["UNet3D", "UNetConfig", "unet_with_weights"]
 

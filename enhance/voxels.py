@@ -8,13 +8,15 @@ use these two functions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 from scipy import ndimage
 
 from enhance.errors import EnhanceError, VoxelSizeError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["VOXEL_SIZE_RTOL", "check_model_grid", "resample_stack"]
 

@@ -8,7 +8,10 @@ go first; otherwise one of them can start last and run alone at the end.
 
 from __future__ import annotations
 
-import pytest
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
 
 #: End-to-end files, longest first (from ``pytest --durations=0`` on 2 cores).
 LONGEST_FIRST = (

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich import box
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -14,10 +15,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from acquire.hardware.controller import AcquisitionController, AcquisitionResult
-from acquire.sequence.plan import AcquisitionPlan
 from acquire.sequence.table import describe_plan
 from acquire.workflows.acquisition import AcquisitionRequest, dry_run, run_acquisition
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from acquire.hardware.controller import AcquisitionController, AcquisitionResult
+    from acquire.sequence.plan import AcquisitionPlan
 
 EXIT_DEVICE_FAULT = 3
 """Exit code when a device fault persisted after retries (committed data is valid)."""

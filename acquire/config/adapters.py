@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pymmcore_plus import find_micromanager
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["AdapterIndex", "default_adapter_paths", "pymmcore_version"]
 

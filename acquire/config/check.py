@@ -14,8 +14,8 @@ devices need); this module runs them and re-exports their public names.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from acquire.config.adapters import AdapterIndex, default_adapter_paths
 from acquire.config.errors import ProblemLog
@@ -34,6 +34,9 @@ from acquire.config.parse import (
     parse_config_lines,
     read_config_text,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "validate_config",

@@ -7,11 +7,12 @@ user fixes the file from the top down.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from acquire.config.parse import ConfigLine
 
 __all__ = ["ConfigError", "ProblemLog"]

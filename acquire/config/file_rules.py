@@ -9,9 +9,9 @@ the simulated cameras must understand its label.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from acquire.config.adapters import AdapterIndex, pymmcore_version
-from acquire.config.errors import ProblemLog
 from acquire.config.model import (
     DEFAULT_OBJECTIVE_DEVICE,
     SIM_MODULE_PREFIX,
@@ -19,6 +19,9 @@ from acquire.config.model import (
 )
 from acquire.config.objectives import parse_objective_label
 from acquire.config.parse import PY_PREFIX, ConfigLine
+
+if TYPE_CHECKING:
+    from acquire.config.errors import ProblemLog
 
 __all__ = [
     "check_missing_libraries",

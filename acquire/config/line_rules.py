@@ -9,15 +9,19 @@ problem in a `ProblemLog`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pymmcore_plus import DeviceType
 
-from acquire.config.adapters import AdapterIndex
-from acquire.config.errors import ProblemLog
 from acquire.config.model import CORE_LABEL, DeviceDecl, ParsedConfig, PixelPreset
 from acquire.config.parse import PY_PREFIX, ConfigLine
 from acquire.config.pydevices import python_device_problem
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from acquire.config.adapters import AdapterIndex
+    from acquire.config.errors import ProblemLog
 
 __all__ = ["check_lines"]
 

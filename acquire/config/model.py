@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from acquire.config.parse import ConfigLine
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from acquire.config.parse import ConfigLine
 
 __all__ = [
     "CORE_LABEL",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,8 @@ from acquire.errors import UserError
 from acquire.hardware.microscope import close_core, open_core
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pymmcore_plus import CMMCorePlus
 
 __all__ = ["check_display", "run_gui"]

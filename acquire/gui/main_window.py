@@ -9,12 +9,10 @@ a time; its buttons are disabled meanwhile and the window keeps painting.
 from __future__ import annotations
 
 import importlib.resources
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Slot
-from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
@@ -46,7 +44,10 @@ from acquire.gui.workers import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pymmcore_plus import CMMCorePlus
+    from PySide6.QtGui import QCloseEvent
 
     from acquire.storage.reader import StoredStack
     from acquire.workflows.live_enhance import EnhancedStack, LiveRunResult

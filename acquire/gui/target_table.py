@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
-from acquire.workflows.pairing import PairOutcome
-from acquire.workflows.relocation import RelocatedTarget
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from acquire.workflows.pairing import PairOutcome
+    from acquire.workflows.relocation import RelocatedTarget
 
 __all__ = ["COLUMNS", "TargetTable"]
 

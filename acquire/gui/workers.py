@@ -14,7 +14,6 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
@@ -22,6 +21,8 @@ from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 from acquire.gui.messages import describe_error
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import numpy as np
     from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus

@@ -19,12 +19,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from psygnal import Signal, SignalGroup
-from useq import MDAEvent
 
 from acquire.hardware.autofocus import stage_limits_of
 from acquire.hardware.consumers import CompletedStack, StackQueue
@@ -32,14 +30,17 @@ from acquire.hardware.engine import AcquisitionFault, ResilientEngine
 from acquire.hardware.microscope import objective_device
 from acquire.hardware.retry import RetryPolicy
 from acquire.sequence.plan import AcquisitionPlan, StackKey, stack_key
-from acquire.storage.dataset import Dataset
 from acquire.storage.spec import StackSpec
-from acquire.storage.stack_writer import StackWriter
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pymmcore_plus import CMMCorePlus
+    from useq import MDAEvent
 
     from acquire.hardware.mmcore_compat import PImagePayload
+    from acquire.storage.dataset import Dataset
+    from acquire.storage.stack_writer import StackWriter
 
 
 class AcquisitionEvents(SignalGroup):

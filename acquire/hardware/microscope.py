@@ -12,7 +12,6 @@ import gc
 import importlib
 import re
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +30,8 @@ from acquire.config.model import (
 from acquire.config.objectives import parse_objective_label
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
     import numpy as np
     from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus

@@ -7,8 +7,6 @@ camera's limits, a stage position out of travel) are the user's error.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,6 +17,9 @@ from acquire.hardware.microscope import describe_scope, scope, set_objective, sn
 from acquire.storage.ome_tiff import OmeImage
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from pymmcore_plus import CMMCorePlus
 
 __all__ = ["check_camera_exposure", "take_snapshot"]

@@ -11,14 +11,10 @@ renders it for ``--dry-run``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import useq
-
-from acquire.config.stage_limits import StageLimits
 from acquire.sequence.limits import SequenceLimits
 from acquire.sequence.problems import KeyPath, format_key_path
 from acquire.sequence.rules import semantic_problems
@@ -29,6 +25,13 @@ from acquire.sequence.size import (
     with_field_of_view,
 )
 from acquire.sequence.source import SequenceError, sequence_source
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import useq
+
+    from acquire.config.stage_limits import StageLimits
 
 __all__ = [
     "AcquisitionPlan",

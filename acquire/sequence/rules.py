@@ -9,13 +9,17 @@ quietly skips them). `semantic_problems` finds them in a validated sequence.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-import useq
 from pydantic import BaseModel
 
 from acquire.sequence.problems import KeyPath, Problem, format_key_path
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    import useq
 
 __all__ = ["semantic_problems"]
 

@@ -14,10 +14,12 @@ engine writes into every grid plan when the acquisition starts;
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-import useq
+if TYPE_CHECKING:
+    import useq
 
-from acquire.sequence.problems import KeyPath
+    from acquire.sequence.problems import KeyPath
 
 __all__ = [
     "axis_counts",

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import useq
 import yaml
 
 from acquire.errors import UserError
-from acquire.sequence.problems import KeyPath, Problem
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import useq
+
+    from acquire.sequence.problems import KeyPath, Problem
 
 __all__ = [
     "SequenceError",

@@ -23,12 +23,10 @@ import time
 import weakref
 from abc import abstractmethod
 from collections import Counter, OrderedDict
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from numpy.typing import DTypeLike, NDArray
 from pymmcore_plus.experimental.unicore import SimpleCameraDevice
 
 from acquire.config.objectives import Objective, parse_objective_label
@@ -53,7 +51,6 @@ from acquire.sim.occlusion import AlteredSpecimen, parse_decoy, parse_hidden
 from acquire.sim.psf import SAMPLE_MEDIUM_INDEX, Modality, OpticalSetup
 from acquire.sim.render import CameraGeometry, FieldRenderer
 from acquire.sim.specimen import Specimen, generate_specimen
-from acquire.sim.targets import EmitterSource
 from acquire.sim.volume_cells import (
     VolumeRequest,
     load_volume_cell,
@@ -61,7 +58,12 @@ from acquire.sim.volume_cells import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from numpy.typing import DTypeLike, NDArray
     from pymmcore_plus import CMMCorePlus
+
+    from acquire.sim.targets import EmitterSource
 
 CONFOCAL_SCAN_FIELD_UM = 12800.0
 """Side of the square scan field in the intermediate image (LSM 710-like)."""

@@ -10,14 +10,17 @@ Gaussian blob of emitters on the glass.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from acquire.sim.cell_shape import NUCLEUS_CLEARANCE_UM, CellShape
 from acquire.sim.cell_truth import AdhesionTruth, FibreTruth, round_um, xyz_tuple
-from acquire.sim.emitter_index import EmitterGroups
 from acquire.sim.polyline import arc_length, bezier, resample, simplify_polyline
+
+if TYPE_CHECKING:
+    from acquire.sim.emitter_index import EmitterGroups
 
 __all__ = [
     "ADHESION_PHOTONS_PER_MS",

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from acquire.sim.cell_fibres import add_fibre
-from acquire.sim.cell_shape import CellShape
 from acquire.sim.cell_truth import (
     AdhesionTruth,
     CellTruth,
@@ -25,7 +25,10 @@ from acquire.sim.cell_truth import (
     round_um,
     xyz_tuple,
 )
-from acquire.sim.emitter_index import EmitterGroups
+
+if TYPE_CHECKING:
+    from acquire.sim.cell_shape import CellShape
+    from acquire.sim.emitter_index import EmitterGroups
 
 __all__ = [
     "CYTOPLASM_LATTICE_UM",

@@ -25,13 +25,16 @@ import functools
 import hashlib
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
 from acquire.sim.emitters import Emitters
 from acquire.sim.specimen import FIDUCIAL_PHOTONS_PER_MS_PER_UM2, Specimen
-from acquire.sim.targets import EmitterSource
+
+if TYPE_CHECKING:
+    from acquire.sim.targets import EmitterSource
 
 FloatArray = NDArray[np.float64]
 

@@ -35,11 +35,10 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import psfmodels
-from numpy.typing import NDArray
 
 from acquire.sim.focal_shift import focal_shift
 from acquire.sim.measured_psf import MeasuredPSF, resample_planes
@@ -54,6 +53,9 @@ from acquire.sim.psf import (
     _setup_payload,
     psfmodels_z,
 )
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 DEPTH_BIN_UM = 1.0
 """Spacing of the depth bins whose kernel tables a mismatched sample uses."""

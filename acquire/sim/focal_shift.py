@@ -33,11 +33,10 @@ import json
 import os
 import threading
 from functools import lru_cache
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import psfmodels
-from numpy.typing import ArrayLike, NDArray
 
 from acquire.sim.psf import (
     OpticalSetup,
@@ -46,6 +45,11 @@ from acquire.sim.psf import (
     _psfmodels_params,
     psfmodels_z,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import ArrayLike, NDArray
 
 DEPTH_STEP_UM = 0.25
 """Depth spacing of the tabulated focal shift and brightness."""

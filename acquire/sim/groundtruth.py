@@ -17,17 +17,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
-from acquire.config.objectives import Objective
 from acquire.sim.camera import SpecimenCamera
 from acquire.sim.focal_shift import FocalShift, focal_shift
-from acquire.sim.mount import Mount
 from acquire.sim.psf import DZ_FINE_UM
-from acquire.sim.specimen import Specimen
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
     from pymmcore_plus import CMMCorePlus
+
+    from acquire.config.objectives import Objective
+    from acquire.sim.mount import Mount
+    from acquire.sim.specimen import Specimen
 
 
 def simulated_camera(core: CMMCorePlus, label: str | None = None) -> SpecimenCamera:

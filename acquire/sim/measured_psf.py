@@ -23,17 +23,20 @@ names the file and says how to fix it.
 from __future__ import annotations
 
 import hashlib
-import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from acquire.errors import UserError
+
+if TYPE_CHECKING:
+    import os
+
+    from numpy.typing import NDArray
 
 MIN_PLANES = 5
 """Fewest planes a bead stack may have (its focus must lie inside)."""

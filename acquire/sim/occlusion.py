@@ -13,11 +13,14 @@ values cannot hold commas.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from acquire.sim.emitters import Emitters
-from acquire.sim.specimen import Specimen
+
+if TYPE_CHECKING:
+    from acquire.sim.specimen import Specimen
 
 
 @dataclass(frozen=True)

@@ -30,22 +30,26 @@ import json
 import math
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from numpy.typing import NDArray
 
 from acquire.config.bundled import bundled_config
 from acquire.hardware import microscope
 from acquire.sim import groundtruth
 from acquire.sim.focal_shift import FocalShift, focal_shift
-from acquire.sim.mount import Mount
 from acquire.sim.psf import SAMPLE_MEDIUM_INDEX
 from acquire.sim.volume_cells import VolumeRequest, parse_volume_property
 from correlate.registration.transform import PairTransform
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import NDArray
+
+    from acquire.sim.mount import Mount
 
 WIDEFIELD_OBJECTIVES = {
     "10x": "EC Plan-Neofluar 10x/0.3 Air",

@@ -37,14 +37,17 @@ import os
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import psfmodels
-from numpy.typing import ArrayLike, NDArray
 
 from acquire.config.objectives import IMMERSION_INDEX
-from acquire.sim.measured_psf import MeasuredPSF
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
+
+    from acquire.sim.measured_psf import MeasuredPSF
 
 Modality = Literal["widefield", "confocal"]
 

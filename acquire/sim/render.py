@@ -27,15 +27,19 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
-from numpy.typing import NDArray
 
-from acquire.sim.mount import Mount
 from acquire.sim.otf import DefocusOTF, DepthOTF, LayerOptics, OTFBlock
 from acquire.sim.psf import DZ_FINE_UM, OpticalSetup
-from acquire.sim.targets import EmitterSource
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from acquire.sim.mount import Mount
+    from acquire.sim.targets import EmitterSource
 
 LAYER_UM = 5 * DZ_FINE_UM
 """Thickness of the specimen layers (a multiple of the defocus table step)."""

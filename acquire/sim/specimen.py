@@ -32,10 +32,9 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -50,9 +49,6 @@ from acquire.sim.cell_model import (
     build_cell,
 )
 from acquire.sim.cell_shape import draw_cell_shape
-from acquire.sim.cell_truth import (
-    CellTruth,
-)
 from acquire.sim.emitter_index import EmitterGroups, EmitterIndex
 from acquire.sim.emitters import Emitters
 from acquire.sim.fiducial_marks import FiducialMark, mark_lattice_xy
@@ -71,6 +67,13 @@ from correlate.fiducials.marks import (
     MarkSpec,
     nominal_mark_positions,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from acquire.sim.cell_truth import (
+        CellTruth,
+    )
 
 __all__ = [
     "BEAD_PHOTONS_PER_MS",

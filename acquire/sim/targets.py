@@ -7,12 +7,14 @@ serves for beads, fluorescent layers and resolution targets.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
 from acquire.sim.emitters import Emitters
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
 
 class EmitterSource(Protocol):

@@ -57,17 +57,20 @@ import math
 import os
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
 from acquire.errors import UserError
-from acquire.sim.emitter_index import EmitterGroups
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from acquire.sim.emitter_index import EmitterGroups
 
 __all__ = [
     "DEFAULT_LATTICE_UM",

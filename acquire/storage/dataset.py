@@ -15,9 +15,8 @@ import os
 import shutil
 import threading
 import weakref
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acquire.storage.durable import TEMP_SUFFIX, fsync_dir, replace
 from acquire.storage.errors import DatasetError
@@ -34,6 +33,9 @@ from acquire.storage.spec import STACK_SUFFIX, StackSpec, is_stack_name
 from acquire.storage.stack_writer import StackWriter
 from acquire.storage.verify import verified_stack
 from acquire.storage.writer_lock import WriterLock, acquire_writer_lock
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "JOURNAL_NAME",

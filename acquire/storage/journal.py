@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acquire.storage.errors import DatasetError
 from acquire.storage.spec import STACK_SUFFIX, is_stack_name
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 __all__ = ["REQUIRED_KEYS", "Journal", "JournalContents"]
 

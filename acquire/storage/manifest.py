@@ -9,13 +9,15 @@ keys (sequence hash, config hash, ...) identify which acquisition it holds.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from acquire.storage.durable import write_json_atomic
 from acquire.storage.errors import DatasetError
 from acquire.storage.jsonsafe import json_safe
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
 
 __all__ = [
     "FORMAT",

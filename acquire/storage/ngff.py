@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from acquire.storage.spec import StackSpec
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from acquire.storage.spec import StackSpec
 
 __all__ = ["ARRAY_PATH", "AXES", "NGFF_VERSION", "ngff_attributes"]
 

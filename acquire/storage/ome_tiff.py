@@ -12,17 +12,19 @@ import datetime
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tifffile
-from numpy.typing import NDArray
 
 from acquire._version import __version__
 from acquire.errors import UserError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import NDArray
+
     from acquire.hardware.microscope import ObjectiveInfo
 
 __all__ = ["OmeImage", "ome_xml", "write_ome_tiff"]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
-from numpy.typing import NDArray
 
 from acquire.storage.errors import DatasetError
 from acquire.storage.journal import Journal
@@ -16,6 +15,9 @@ from acquire.storage.ngff import ARRAY_PATH
 from acquire.storage.spec import STACK_SUFFIX
 from acquire.storage.stack_writer import PAIRSCOPE_KEY
 from acquire.storage.verify import pixels_sha256
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = [
     "StoredStack",

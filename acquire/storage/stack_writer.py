@@ -20,7 +20,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +31,9 @@ from acquire.storage.durable import fsync_tree
 from acquire.storage.errors import DatasetError
 from acquire.storage.jsonsafe import json_safe
 from acquire.storage.ngff import ARRAY_PATH, AXES, ngff_attributes
-from acquire.storage.spec import StackSpec
+
+if TYPE_CHECKING:
+    from acquire.storage.spec import StackSpec
 
 __all__ = ["PAIRSCOPE_KEY", "Publish", "StackWriter"]
 

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
-from numpy.typing import NDArray
 
 from acquire.storage.ngff import ARRAY_PATH
 from acquire.storage.stack_writer import PAIRSCOPE_KEY
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import NDArray
 
 __all__ = ["pixels_sha256", "verified_stack"]
 

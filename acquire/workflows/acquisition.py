@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import platform
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,6 +34,8 @@ from acquire.storage.dataset import Dataset
 from acquire.storage.recorded_paths import record_path
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     import useq
     from pymmcore_plus import CMMCorePlus
 

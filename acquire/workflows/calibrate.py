@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from acquire.config.stage_limits import read_stage_limits
 from acquire.errors import UserError
@@ -30,6 +29,7 @@ from correlate.stage.camera_calibration import PixelCalibration, fit_pixel_calib
 from correlate.stage.image_shift import measure_shift
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus
 
 __all__ = [

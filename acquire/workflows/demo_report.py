@@ -9,7 +9,6 @@ metrics table, ``report.json`` holds the numbers and the thresholds CI checks.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,13 +17,16 @@ import numpy as np
 
 from acquire.hardware.microscope import use_scope
 from acquire.storage.session import load_session
-from acquire.workflows.paired_run import PairedRunResult
 from correlate.pairdb import PairDatabase
 from correlate.stage.relocation_map import draw_fiducial_map
-from correlate.stage.transform import StageTransform
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pymmcore_plus import CMMCorePlus
+
+    from acquire.workflows.paired_run import PairedRunResult
+    from correlate.stage.transform import StageTransform
 
 __all__ = ["THRESHOLDS", "DemoRecord", "write_report"]
 

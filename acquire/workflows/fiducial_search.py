@@ -22,20 +22,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
-from acquire.config.stage_limits import StageLimits
 from acquire.errors import UserError
 from acquire.hardware.autofocus import FocusError, autofocus, stage_limits_of
 from acquire.hardware.microscope import snap
 from acquire.workflows.calibrate import CalibrationError, calibrate_camera
-from acquire.workflows.flat_fields import FlatField
 from correlate.fiducials.detect import MarkDetection, MarkDetectionError, detect_marks
-from correlate.fiducials.marks import Holder
-from correlate.stage.camera_calibration import PixelCalibration
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus
+
+    from acquire.config.stage_limits import StageLimits
+    from acquire.workflows.flat_fields import FlatField
+    from correlate.fiducials.marks import Holder
+    from correlate.stage.camera_calibration import PixelCalibration
 
 Progress = Callable[[str], None]
 _CENTRING_TOLERANCE_UM = 0.3

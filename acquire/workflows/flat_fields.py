@@ -10,15 +10,19 @@ file); a stack of flat frames is averaged.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tifffile
-from numpy.typing import NDArray
 
 from acquire.errors import UserError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from numpy.typing import NDArray
 
 _HINT = (
     "Give --flat-field as OBJECTIVE=PATH (the objective's turret label and a "

@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from acquire.errors import UserError
 from acquire.hardware.consumers import CompletedStack, StackQueue
-from acquire.hardware.controller import AcquisitionController, AcquisitionResult
 from acquire.storage.dataset import Dataset
 from acquire.storage.recorded_paths import record_path
 from acquire.storage.spec import StackSpec
@@ -31,8 +29,10 @@ from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
 from enhance.voxels import resample_stack
 
 if TYPE_CHECKING:
+    from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus
 
+    from acquire.hardware.controller import AcquisitionController, AcquisitionResult
     from enhance.predict import Enhancer
 
 __all__ = [

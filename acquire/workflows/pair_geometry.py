@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
 from correlate.registration import PairTransform
-from correlate.stage.camera_calibration import PixelCalibration
-from correlate.stage.transform import StageTransform
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from correlate.stage.camera_calibration import PixelCalibration
+    from correlate.stage.transform import StageTransform
 
 __all__ = ["ClosedLoopCorrection", "StackPlacement", "initial_estimate"]
 

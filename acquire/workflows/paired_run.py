@@ -22,11 +22,6 @@ import useq
 
 from acquire.errors import UserError
 from acquire.hardware.consumers import StackQueue
-from acquire.hardware.controller import (
-    AcquisitionController,
-    AcquisitionResult,
-    PositionOffset,
-)
 from acquire.hardware.microscope import objective_device, use_scope
 from acquire.storage.manifest import read_manifest
 from acquire.storage.reader import committed_stacks, read_stack
@@ -48,6 +43,12 @@ from correlate.stage.transform import StageTransform
 
 if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
+
+    from acquire.hardware.controller import (
+        AcquisitionController,
+        AcquisitionResult,
+        PositionOffset,
+    )
 
 __all__ = ["PairedRunRequest", "PairedRunResult", "run_paired_acquisition"]
 

@@ -14,16 +14,12 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from acquire.errors import UserError
-from acquire.hardware.consumers import CompletedStack
 from acquire.storage.reader import (
     StoredStack,
     committed_stacks,
@@ -44,8 +40,16 @@ from correlate.registration import (
     RegistrationError,
     register_pair,
 )
-from correlate.stage.camera_calibration import PixelCalibration
-from correlate.stage.transform import StageTransform
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from numpy.typing import NDArray
+
+    from acquire.hardware.consumers import CompletedStack
+    from correlate.stage.camera_calibration import PixelCalibration
+    from correlate.stage.transform import StageTransform
 
 logger = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from correlate.fiducials.descriptors import describe_mask, edge_mean
 from correlate.fiducials.fit import fit_mark
-from correlate.fiducials.marks import Holder, MarkSpec
 from correlate.fiducials.matching import (
     open_mask,
     score_matches,
@@ -42,6 +42,9 @@ from correlate.fiducials.segmentation import (
     clean_mask,
     find_candidates,
 )
+
+if TYPE_CHECKING:
+    from correlate.fiducials.marks import Holder, MarkSpec
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]

@@ -14,14 +14,16 @@ import contextlib
 import json
 import math
 import sqlite3
-from collections.abc import Iterator, Mapping
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from correlate.pairdb.errors import PairDatabaseError
 from correlate.pairdb.records import PairRecord, StackMeta
 from correlate.pairdb.splits import assign_splits
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
+    from pathlib import Path
 
 __all__ = ["CATALOG_NAME", "DATABASE_FORMAT", "SCHEMA_VERSION", "Catalog"]
 

@@ -22,10 +22,9 @@ import json
 import math
 import time
 import uuid
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -44,6 +43,9 @@ from correlate.pairdb.store import (
     rename,
     write_pair_zarr,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["PAIRS_DIR", "PairDatabase"]
 

@@ -6,12 +6,14 @@ import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from correlate.pairdb.errors import PairDatabaseError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "CHANNELS",

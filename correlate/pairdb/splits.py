@@ -27,10 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from correlate.pairdb.errors import PairDatabaseError
 from correlate.pairdb.records import SPLITS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 __all__ = ["DEFAULT_FRACTIONS", "assign_splits", "cell_unit_hash", "check_fractions"]
 

@@ -16,9 +16,8 @@ import hashlib
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +25,9 @@ import zarr
 
 from correlate.pairdb.errors import PairDatabaseError
 from correlate.pairdb.records import CHANNELS
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "ARRAY_PATH",

@@ -11,9 +11,9 @@ last one.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
 from correlate.registration.blur_match import blur_axially, matching_axial_blur_um
 from correlate.registration.grid import Voxel, bin_lateral, resample_widefield
@@ -26,6 +26,9 @@ from correlate.registration.tiles import (
     place_tiles,
 )
 from correlate.registration.transform import PairTransform
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 MAX_TILE_SHIFT_PX = (4.0, 3.0, 3.0)
 """Search window of a tile's correlation (z, y, x), working-grid voxels."""

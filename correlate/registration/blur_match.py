@@ -14,10 +14,14 @@ assumed about either microscope's optics.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from numpy.typing import NDArray
 
 from correlate.registration.preprocess import blur_separable
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 AXIAL_SIGMAS_UM = (0.0, 0.2, 0.35, 0.5, 0.7, 0.9, 1.2, 1.6, 2.0, 2.5, 3.2)
 """Axial Gaussian blurs tried (um); the best is refined by a parabola."""

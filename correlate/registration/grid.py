@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
 from correlate.registration.errors import RegistrationError
-from correlate.registration.transform import PairTransform
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike, NDArray
+
+    from correlate.registration.transform import PairTransform
 
 Voxel = tuple[float, float, float]
 

@@ -20,13 +20,17 @@ error to expect, and the gate bounds the largest ``sqrt(residual^2 +
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
-from correlate.registration.alignment import AlignmentMeasurement, PreparedStacks
 from correlate.registration.grid import centred_axis
-from correlate.registration.shift_field import ShiftField
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from correlate.registration.alignment import AlignmentMeasurement, PreparedStacks
+    from correlate.registration.shift_field import ShiftField
 
 LATERAL_SCALE_PRIOR = 0.003
 """Spread of the two scopes' relative pixel calibration, when not measured."""

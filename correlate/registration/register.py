@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
-from numpy.typing import ArrayLike, NDArray
 
 from correlate.registration.alignment import (
     AlignmentMeasurement,
@@ -31,9 +30,15 @@ from correlate.registration.preprocess import (
 )
 from correlate.registration.quality import QualityGate, RegistrationQuality, assess
 from correlate.registration.rotation import estimate_rotation
-from correlate.registration.tiles import TileSpectrum
 from correlate.registration.transform import PairTransform, rotation_matrix
 from correlate.registration.translation import correlation_peak
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from numpy.typing import ArrayLike, NDArray
+
+    from correlate.registration.tiles import TileSpectrum
 
 
 @dataclass(frozen=True)

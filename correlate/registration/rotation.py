@@ -8,16 +8,19 @@ refined on a finer grid and by a parabola through the scores.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.fft
 import scipy.ndimage
-from numpy.typing import NDArray
 
 from correlate.registration.grid import centred_axis
 from correlate.registration.preprocess import FFT_WORKERS, BandPass
 from correlate.registration.transform import PairTransform, rotation_matrix
 from correlate.registration.translation import correlation_peak
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,14 @@ registration's predicted error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
-from correlate.registration.tiles import TileShifts
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from correlate.registration.tiles import TileShifts
 
 SCALE_SIGNIFICANCE = 3.0
 """A scale change is applied only beyond this many standard errors."""

@@ -11,9 +11,8 @@ correlation is linear (no wrap-around) within the search window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.fft
@@ -22,6 +21,9 @@ from numpy.typing import NDArray
 from correlate.registration.grid import centred_axis
 from correlate.registration.preprocess import FFT_WORKERS
 from correlate.registration.translation import OverlapNorm, correlation_peak
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,15 @@ samples.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.fft
-from numpy.typing import NDArray
 
 from correlate.registration.preprocess import FFT_WORKERS
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 
 @dataclass(frozen=True)

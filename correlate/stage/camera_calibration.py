@@ -19,12 +19,15 @@ non-similar; pixel size and rotation are then the closest similarity's.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["PixelCalibration", "fit_pixel_calibration"]
 

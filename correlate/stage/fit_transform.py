@@ -46,7 +46,7 @@ Predicted errors
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -64,6 +64,9 @@ from correlate.stage.linear_fits import (
 )
 from correlate.stage.transform import StageTransform, TransformError
 from correlate.stage.tre import pooled_sigma
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = [
     "MODELS",

@@ -23,9 +23,12 @@ the window no longer biases it (measured: within 0.05 % of the scale).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["ShiftResult", "measure_shift"]
 

@@ -9,15 +9,18 @@ predict errors at targets (the fits' cofactor matrices, see
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
 
 from correlate.stage.linear_fits import DESIGNS
 from correlate.stage.tre import lateral_covariance, plane_error
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from numpy.typing import ArrayLike, NDArray
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "StageTransform", "TransformError"]
 

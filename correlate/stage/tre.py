@@ -35,11 +35,14 @@ prior when the residual degrees of freedom are few (:func:`pooled_sigma`).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import NDArray
 
 from correlate.stage.linear_fits import design_rows
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 __all__ = ["PRIOR_DOF", "lateral_covariance", "plane_error", "pooled_sigma"]
 

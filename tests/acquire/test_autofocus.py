@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from acquire_helpers import WIDEFIELD
-from pymmcore_plus import CMMCorePlus
 
 from acquire.hardware.autofocus import FocusError, autofocus
 from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
 from correlate.focus_metric import focus_peak, sharpness
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pymmcore_plus import CMMCorePlus
 
 
 @pytest.fixture

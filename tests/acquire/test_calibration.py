@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from pymmcore_plus import CMMCorePlus
 from scipy import ndimage
 
 from acquire.hardware.microscope import close_core, open_core, set_objective, snap
@@ -25,6 +24,11 @@ from acquire.workflows.calibrate import (
 )
 from correlate.stage.camera_calibration import PixelCalibration, fit_pixel_calibration
 from correlate.stage.image_shift import measure_shift
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pymmcore_plus import CMMCorePlus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"

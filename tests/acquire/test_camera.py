@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from pymmcore_plus import CMMCorePlus
 from skimage.registration import phase_cross_correlation
 
 from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
 from acquire.sim.camera import SimulatorNotAttachedError, WidefieldCamera
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pymmcore_plus import CMMCorePlus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"

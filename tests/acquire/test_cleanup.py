@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,6 +16,9 @@ from acquire.cli.main import app
 from acquire.storage.dataset import Dataset
 from acquire.storage.reader import committed_stacks, read_stack
 from correlate.pairdb import PairDatabase, StackMeta
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _pair_database(path: Path) -> PairDatabase:

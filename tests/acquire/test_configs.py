@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mm_test_adapters
 import numpy as np
@@ -24,6 +24,9 @@ from acquire.hardware.microscope import (
     set_objective,
 )
 from acquire.sim import groundtruth
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"

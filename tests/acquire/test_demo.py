@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from acquire_helpers import pairscope, writer_locks_held_elsewhere
@@ -11,6 +11,9 @@ from acquire_helpers import pairscope, writer_locks_held_elsewhere
 from acquire.config.bundled import bundled_config
 from acquire.errors import UserError
 from acquire.workflows.demo import QUICK_PLAN, bundled_model, run_demo
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def test_demo_configs_and_model_are_found_as_package_resources() -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 from scipy import stats
 
 from acquire.sim.detector import PMTDetector, SCMOSDetector
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 SHAPE = (256, 256)
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -25,6 +24,9 @@ from acquire.sim.faults import (
     SimulatedTimeoutError,
 )
 from acquire.sim.stage import SimulatedXYStage, SimulatedZStage, StageLimitError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
 
 FAULTY = Path(__file__).resolve().parents[1] / "configs" / "faulty_widefield.cfg"
 FAST = RetryPolicy(max_attempts=3, backoff_ms=1.0, backoff_factor=2.0)

@@ -9,24 +9,29 @@ differ from their bounding-box centres.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from pymmcore_plus import CMMCorePlus
 from scipy import ndimage as ndi
 
 import acquire.sim.fiducial_marks as sim_marks
 import acquire.sim.specimen as sim_specimen
 from acquire.hardware.microscope import close_core, open_core, snap
 from acquire.sim import groundtruth
-from acquire.sim.fiducial_marks import FiducialMark
 from acquire.sim.specimen import Specimen, generate_specimen
 from correlate.fiducials import marks
 from correlate.fiducials.detect import MarkDetection, detect_marks
 from correlate.fiducials.marks import Holder, MarkSpec, mark_mask
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pymmcore_plus import CMMCorePlus
+
+    from acquire.sim.fiducial_marks import FiducialMark
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -26,6 +25,9 @@ from acquire.storage.session import load_session
 from acquire.workflows.relocation import load_holder
 from enhance.checkpoint import checkpoint_from_payload
 from enhance.errors import CheckpointError
+
+if TYPE_CHECKING:
+    import pytest
 
 FUZZ = settings(
     max_examples=150,

@@ -6,12 +6,13 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 # before Qt is imported: no screen needed
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -20,7 +21,6 @@ import yaml
 from acquire_helpers import timeout_s
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QPushButton
-from pytestqt.qtbot import QtBot
 from typer.testing import CliRunner
 
 from acquire.cli.gui import gui
@@ -36,6 +36,11 @@ from acquire.storage.reader import committed_stacks, read_stack
 from acquire.storage.session import load_session
 from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
 from correlate.pairdb import PairDatabase
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pytestqt.qtbot import QtBot
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = ROOT / "hardware_configs" / "demo_holder.json"

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from acquire.storage.journal import Journal
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def entry(name: str) -> dict[str, object]:

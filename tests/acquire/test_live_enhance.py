@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,6 +16,9 @@ from enhance.checkpoint import Checkpoint, TrainingProvenance
 from enhance.normalization import PercentileNormalization
 from enhance.predict import predict_stack
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 MODEL_VOXEL_UM = (0.25, 0.1, 0.1)
 

@@ -7,14 +7,17 @@ instead of in the middle of an acquisition.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import useq
-from pymmcore_plus import CMMCorePlus
 from pymmcore_plus.mda import MDAEngine
 
 from acquire.hardware import mmcore_compat
 from acquire.hardware.microscope import close_core, open_core
+
+if TYPE_CHECKING:
+    from pymmcore_plus import CMMCorePlus
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -12,6 +12,9 @@ import tifffile
 from acquire.errors import UserError
 from acquire.hardware.microscope import ObjectiveInfo
 from acquire.storage.ome_tiff import OmeImage, write_ome_tiff
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 OME = {"ome": "http://www.openmicroscopy.org/Schemas/OME/2016-06"}
 

@@ -8,7 +8,7 @@ a scalar Debye integral with Gibson-Lanni's optical path difference.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -20,6 +20,9 @@ from acquire.sim.mount import Mount
 from acquire.sim.psf import OpticalSetup
 from acquire.sim.render import CameraGeometry, FieldRenderer
 from acquire.sim.targets import PointCloud, bead, fluorescent_layer
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 EMISSION_UM = 0.52
 EXCITATION_UM = 0.488

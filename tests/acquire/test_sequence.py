@@ -6,7 +6,7 @@ import itertools
 import json
 import math
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import useq
@@ -19,6 +19,9 @@ from acquire.sequence.plan import AcquisitionPlan, StackKey, plan_acquisition, s
 from acquire.sequence.read import load_sequence, parse_sequence
 from acquire.sequence.source import SequenceError
 from acquire.sequence.table import describe_plan
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def write(tmp_path: Path, text: str, name: str = "seq.yaml") -> Path:

@@ -8,12 +8,11 @@ exactly what it was without them.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from pymmcore_plus import CMMCorePlus
 
 from acquire.config.errors import ConfigError
 from acquire.hardware.microscope import close_core, open_core
@@ -30,6 +29,11 @@ from acquire.sim.illumination import (
 from acquire.sim.mount import MountLimits, draw_mount
 from acquire.sim.render import CameraGeometry
 from acquire.sim.specimen import generate_specimen
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pymmcore_plus import CMMCorePlus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"

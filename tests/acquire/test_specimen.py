@@ -6,15 +6,19 @@ import itertools
 import json
 import math
 import time
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 from skimage import measure
 
 from acquire.sim.emitters import Emitters
 from acquire.sim.specimen import Specimen, build_specimen, generate_specimen
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from numpy.typing import NDArray
 
 # Analytic areas (um^2) of the manufactured marks, written out independently
 # of the implementation's constants.

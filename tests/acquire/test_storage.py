@@ -14,8 +14,7 @@ import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -25,7 +24,11 @@ from acquire.errors import UserError
 from acquire.storage.dataset import Dataset
 from acquire.storage.errors import DatasetError
 from acquire.storage.spec import StackSpec
-from acquire.storage.stack_writer import StackWriter
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from acquire.storage.stack_writer import StackWriter
 
 IDENTITY = {"sequence_hash": "seq-1234", "config_hash": "cfg-5678"}
 VOXEL_UM = (0.5, 0.1625, 0.1625)
@@ -593,7 +596,7 @@ def test_a_torn_line_is_a_crash_but_other_lines_are_a_damaged_journal(
 HOLDER_CHILD = """
 import sys, time
 from pathlib import Path
-from acquire.storage import Dataset
+from acquire.storage.dataset import Dataset
 dataset = Dataset.resume(Path(sys.argv[1]), identity={"sequence_hash": "x"})
 print("holding", flush=True)
 time.sleep(60)
@@ -677,7 +680,8 @@ from pathlib import Path
 
 import numpy as np
 
-from acquire.storage import Dataset, StackSpec
+from acquire.storage.dataset import Dataset
+from acquire.storage.spec import StackSpec
 
 {pattern}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -10,6 +10,9 @@ import tifffile
 
 from correlate.pairdb import PairDatabase, PairDatabaseError, read_ome_tiff_stack
 from correlate.pairdb.ome_import import length_to_um
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 ZEN_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from correlate.stage.fit_transform import fit_stage_transform
 from correlate.stage.transform import StageTransform, TransformError
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 #: Fiducial marks of the holder, nominal scope-A positions (um).
 CORNERS_UM = np.array([[-1300, -1300], [1300, -1300], [1300, 1300], [-1300, 1300]])

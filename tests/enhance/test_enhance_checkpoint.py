@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -21,6 +21,9 @@ from enhance.errors import CheckpointError, VoxelSizeError
 from enhance.normalization import PercentileNormalization
 from enhance.predict import Enhancer, enhance_stack, predict_stack
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 VOXEL_UM = (0.25, 0.1, 0.1)
 

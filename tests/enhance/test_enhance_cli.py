@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -26,6 +26,9 @@ from enhance.data import central_yx_window, trim_to_overlap
 from enhance.database_pairs import load_split
 from enhance.metrics import image_metrics
 from enhance.predict import predict_stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 N_PLANES = 12
 FIELD_PX = 96

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,6 +25,9 @@ from enhance.errors import CheckpointError, EnhanceError
 from enhance.losses import luminance_weighted_error
 from enhance.predict import predict_stack
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FINE = UNetConfig(depth=1, base_channels=3, pool_z=False)
 COARSE_UNET = UNetConfig(depth=1, base_channels=4, in_channels=2, pool_z=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -25,6 +25,9 @@ from enhance.metrics import image_metrics, match_intensity
 from enhance.normalization import PercentileNormalization
 from enhance.psf import WidefieldOptics, default_psf_shape, widefield_psf
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 VOXEL_UM = (0.25, 0.1, 0.1)
 OPTICS = WidefieldOptics(numerical_aperture=1.3, immersion_index=1.518)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -16,8 +16,12 @@ from enhance.normalization import PercentileNormalization
 from enhance.patches import sample_patches
 from enhance.predict import predict_stack
 from enhance.training import TrainingConfig, train_model
-from enhance.transfer import TransferFunction
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from enhance.transfer import TransferFunction
 
 VOXEL_UM = (0.25, 0.1, 0.1)
 

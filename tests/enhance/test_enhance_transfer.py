@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -17,6 +17,9 @@ from enhance.predict import predict_stack
 from enhance.training import TrainingConfig, train_model
 from enhance.transfer import TransferFunction, fit_transfer_function, network_input
 from enhance.unet import UNet3D, UNetConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 VOXEL_UM = (0.25, 0.1, 0.1)
 SIGMA_UM = (0.25, 0.12, 0.12)
