@@ -11,13 +11,13 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import tifffile
 import zarr
 from acquire_helpers import pairscope
-from numpy.typing import NDArray
 from scipy import ndimage
 
 from acquire.config.bundled import bundled_config
@@ -34,6 +34,9 @@ from acquire.sim.volume_cells import (
     parse_volume_property,
     read_volume,
 )
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 YEAST = DATA / "yeast_mito_crop.ome.tif"
@@ -446,7 +449,7 @@ def test_bad_property_fails_when_set_and_keeps_the_old_value(tmp_path: Path) -> 
 
 def test_bad_volume_in_a_config_is_one_clear_error(tmp_path: Path) -> None:
     config = _config(tmp_path, "widefield", {"SpecimenVolumes": str(NEURON)})
-    result = pairscope("info", "--config", config, cwd=tmp_path, timeout=120)
+    result = pairscope("info", "--config", config, cwd=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
