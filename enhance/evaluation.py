@@ -40,7 +40,7 @@ from enhance.psf import WidefieldOptics, default_psf_shape, widefield_psf
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     import torch
     from numpy.typing import NDArray
@@ -114,6 +114,7 @@ def evaluate(
     device: str | torch.device | None = None,
     figure_pair_id: str | None = None,
     score_crop_yx: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """Score raw WF, Richardson-Lucy and the model on test pairs and write a report.
 
@@ -145,6 +146,9 @@ def evaluate(
     score_crop_yx : int, optional
         Score (and show) only the central ``score_crop_yx`` x ``score_crop_yx``
         pixels of every stack; the methods still run on the whole stacks.
+    progress : callable, optional
+        Called as ``progress(done, total)`` when a step ends: RL tuning (if
+        any) counts as one step, then each pair.
 
     Returns
     -------
@@ -180,11 +184,21 @@ def evaluate(
     transfer = enhancer.checkpoint.transfer
     methods = METHODS if transfer is None else (*METHODS, LINEAR_FILTER)
     baseline = _Baseline(optics, psf_shape, rl_background)
+    steps = len(test_pairs) + (1 if rl_iterations is None else 0)
+    done = 0
+
+    def step_done() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, steps)
+
     if rl_iterations is None:
         baseline.tune(
             rl_tuning_pair if rl_tuning_pair is not None else test_pairs[0],
             rl_candidates,
         )
+        step_done()
     else:
         baseline.iterations = rl_iterations
 
@@ -232,6 +246,7 @@ def evaluate(
             }
             figure_stacks["confocal"] = target
             figure_voxel = pair.voxel_size_um
+        step_done()
     figure_png = out / "comparison.png"
     comparison_figure(figure_stacks, figure_voxel, figure_png)
 

@@ -14,9 +14,12 @@ only measured wide-field voxels, as they do live.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -43,6 +46,7 @@ from enhance.recipe import RECIPE
 if TYPE_CHECKING:
     from enhance.data import TrainingPair
     from enhance.predict import Enhancer
+    from enhance.snapshot import EpochRecord
 
 __all__ = ["enhance", "evaluate", "train"]
 
@@ -214,7 +218,6 @@ def train(
     from enhance.checkpoint import load_checkpoint
     from enhance.losses import LOSSES
     from enhance.snapshot import (
-        EpochRecord,
         TrainingSnapshot,
         load_snapshot,
         save_snapshot,
@@ -253,111 +256,162 @@ def train(
         )
     initial = None if init is None else load_checkpoint(init)
 
-    def progress(record: EpochRecord) -> None:
-        err_console.print(
-            f"epoch {record.epoch:4d}  train {record.train_loss:.5f}  "
-            f"val {record.val_loss:.5f}  lr {record.learning_rate:.2g}  "
-            f"{record.seconds:.1f} s",
-            markup=False,
-        )
-
-    if initial is not None and stage == "coarse":
-        _train_coarse(
-            database,
-            initial,
-            target,
-            patch=patch or DEFAULT_COARSE_PATCH,
-            depth=3 if depth is None else depth,
-            base_channels=16 if base_channels is None else base_channels,
+    with _epoch_bar(max_epochs=max_epochs, max_minutes=max_minutes) as progress:
+        if initial is not None and stage == "coarse":
+            _train_coarse(
+                database,
+                initial,
+                target,
+                patch=patch or DEFAULT_COARSE_PATCH,
+                depth=3 if depth is None else depth,
+                base_channels=16 if base_channels is None else base_channels,
+                seed=seed,
+                max_minutes=max_minutes,
+                settings={
+                    "max_epochs": max_epochs,
+                    "steps_per_epoch": steps_per_epoch,
+                    "batch_size": batch_size,
+                    "patience": patience,
+                    "learning_rate": learning_rate,
+                    "n_val_patches": val_patches,
+                    "num_threads": threads,
+                    "device": device,
+                },
+                progress=progress,
+            )
+            return
+        if initial is not None and initial.coarse is not None:
+            err_console.print(
+                f"note: the coarse stage of {init} fits its U-Net as it is now; the "
+                "continued model is written without it (train one again with "
+                "--stage coarse)",
+                markup=False,
+            )
+        if loss not in LOSSES:
+            raise UserError(
+                f"--loss {loss!r} is unknown", f"Use --loss {', '.join(LOSSES)}."
+            )
+        loss_name = next(name for name in LOSSES if name == loss)
+        config = TrainingConfig(
+            unet=initial.unet
+            if initial is not None
+            else UNetConfig(
+                depth=RECIPE.depth if depth is None else depth,
+                base_channels=RECIPE.base_channels
+                if base_channels is None
+                else base_channels,
+                in_channels=2 if linear_filter else 1,
+            ),
+            patch_shape=_triple(patch or DEFAULT_PATCH, "--patch"),
+            batch_size=batch_size,
+            steps_per_epoch=steps_per_epoch,
+            max_epochs=max_epochs,
+            patience=patience,
+            learning_rate=learning_rate,
+            loss=loss_name,
+            n_val_patches=val_patches,
             seed=seed,
-            max_minutes=max_minutes,
-            settings={
-                "max_epochs": max_epochs,
-                "steps_per_epoch": steps_per_epoch,
-                "batch_size": batch_size,
-                "patience": patience,
-                "learning_rate": learning_rate,
-                "n_val_patches": val_patches,
-                "num_threads": threads,
-                "device": device,
-            },
+            device=device,
+            num_threads=threads,
+            max_duration_s=max_minutes * 60.0,
+        )
+        db, train_pairs = _load_split(database, "train")
+        _, val_pairs = _load_split(database, "val")
+        err_console.print(
+            f"training on {len(train_pairs)} pairs "
+            f"({len({p.cell_id for p in train_pairs})} cells), validating on "
+            f"{len(val_pairs)} pairs; stop after {max_minutes:g} min",
+            markup=False,
+        )
+        catalog_sha256 = db.catalog_sha256()
+        fingerprint = run_fingerprint(
+            config,
+            train_pairs,
+            val_pairs,
+            catalog_sha256=catalog_sha256,
+            initial=initial,
+        )
+        state = load_snapshot(snapshots, fingerprint=fingerprint) if resume else None
+        if state is not None:
+            err_console.print(
+                f"resuming after epoch {state.epoch} "
+                f"({state.elapsed_s / 60:.1f} min trained)",
+                markup=False,
+            )
+
+        def save(snapshot: TrainingSnapshot) -> None:
+            save_snapshot(snapshots, snapshot, fingerprint=fingerprint)
+
+        result = train_model(
+            train_pairs,
+            val_pairs,
+            config,
             progress=progress,
+            catalog_sha256=catalog_sha256,
+            command_line=("pairscope", *sys.argv[1:]),
+            initial=initial,
+            resume=state,
+            on_snapshot=save,
+            snapshot_every_s=snapshot_minutes * 60.0,
         )
-        return
-    if initial is not None and initial.coarse is not None:
-        err_console.print(
-            f"note: the coarse stage of {init} fits its U-Net as it is now; the "
-            "continued model is written without it (train one again with "
-            "--stage coarse)",
-            markup=False,
-        )
-    if loss not in LOSSES:
-        raise UserError(
-            f"--loss {loss!r} is unknown", f"Use --loss {', '.join(LOSSES)}."
-        )
-    loss_name = next(name for name in LOSSES if name == loss)
-    config = TrainingConfig(
-        unet=initial.unet
-        if initial is not None
-        else UNetConfig(
-            depth=RECIPE.depth if depth is None else depth,
-            base_channels=RECIPE.base_channels
-            if base_channels is None
-            else base_channels,
-            in_channels=2 if linear_filter else 1,
-        ),
-        patch_shape=_triple(patch or DEFAULT_PATCH, "--patch"),
-        batch_size=batch_size,
-        steps_per_epoch=steps_per_epoch,
-        max_epochs=max_epochs,
-        patience=patience,
-        learning_rate=learning_rate,
-        loss=loss_name,
-        n_val_patches=val_patches,
-        seed=seed,
-        device=device,
-        num_threads=threads,
-        max_duration_s=max_minutes * 60.0,
-    )
-    db, train_pairs = _load_split(database, "train")
-    _, val_pairs = _load_split(database, "val")
-    err_console.print(
-        f"training on {len(train_pairs)} pairs "
-        f"({len({p.cell_id for p in train_pairs})} cells), validating on "
-        f"{len(val_pairs)} pairs; stop after {max_minutes:g} min",
-        markup=False,
-    )
-    catalog_sha256 = db.catalog_sha256()
-    fingerprint = run_fingerprint(
-        config, train_pairs, val_pairs, catalog_sha256=catalog_sha256, initial=initial
-    )
-    state = load_snapshot(snapshots, fingerprint=fingerprint) if resume else None
-    if state is not None:
-        err_console.print(
-            f"resuming after epoch {state.epoch} "
-            f"({state.elapsed_s / 60:.1f} min trained)",
-            markup=False,
+        result.checkpoint.save(target)
+        snapshots.unlink(missing_ok=True)
+        metrics = result.checkpoint.metrics
+        _print_training(
+            result, metrics["val_loss"], metrics["val_loss_identity"], target
         )
 
-    def save(snapshot: TrainingSnapshot) -> None:
-        save_snapshot(snapshots, snapshot, fingerprint=fingerprint)
 
-    result = train_model(
-        train_pairs,
-        val_pairs,
-        config,
-        progress=progress,
-        catalog_sha256=catalog_sha256,
-        command_line=("pairscope", *sys.argv[1:]),
-        initial=initial,
-        resume=state,
-        on_snapshot=save,
-        snapshot_every_s=snapshot_minutes * 60.0,
-    )
-    result.checkpoint.save(target)
-    snapshots.unlink(missing_ok=True)
-    metrics = result.checkpoint.metrics
-    _print_training(result, metrics["val_loss"], metrics["val_loss_identity"], target)
+@contextlib.contextmanager
+def _epoch_bar(
+    *, max_epochs: int, max_minutes: float
+) -> Iterator[Callable[[EpochRecord], None]]:
+    """A bar over the epochs with the time left; each epoch's losses above it.
+
+    Training ends at ``max_epochs``, when its time budget is spent, or earlier
+    when the validation loss stops improving, so the time shown is an upper
+    bound: the epochs left at the mean epoch time, or the budget left if
+    that is shorter.
+    """
+    started = time.monotonic()
+    durations: list[float] = []
+    with Progress(
+        TextColumn("training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[left]}"),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("epochs", total=max_epochs, left="")
+
+        def progress(record: EpochRecord) -> None:
+            durations.append(record.seconds)
+            bar.update(
+                task,
+                completed=record.epoch,
+                left=_time_left(
+                    epochs_left=max_epochs - record.epoch,
+                    seconds_per_epoch=float(np.mean(durations)),
+                    budget_left_s=max_minutes * 60.0 - (time.monotonic() - started),
+                ),
+            )
+            bar.console.print(
+                f"epoch {record.epoch:4d}  train {record.train_loss:.5f}  "
+                f"val {record.val_loss:.5f}  lr {record.learning_rate:.2g}  "
+                f"{record.seconds:.1f} s",
+                markup=False,
+            )
+
+        yield progress
+
+
+def _time_left(
+    *, epochs_left: int, seconds_per_epoch: float, budget_left_s: float
+) -> str:
+    """``at most M:SS left``: the shorter of the epochs left and the budget."""
+    left = max(0.0, min(epochs_left * seconds_per_epoch, budget_left_s))
+    return f"at most {int(left // 60)}:{int(left % 60):02d} left"
 
 
 def _print_training(
@@ -544,17 +598,30 @@ def evaluate(
         ),
         markup=False,
     )
-    report = run_evaluation(
-        checkpoint,
-        pairs,
-        out_dir=folder,
-        rl_iterations=rl_iterations,
-        rl_tuning_pair=tuning_pair,
-        rl_candidates=candidates,
-        rl_background=rl_background,
-        device=device,
-        score_crop_yx=score_crop,
-    )
+    with Progress(
+        TextColumn("scoring"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        # RL tuning (when tuned) is the first step, then one per pair
+        task = bar.add_task(
+            "steps", total=len(pairs) + (1 if rl_iterations is None else 0)
+        )
+        report = run_evaluation(
+            checkpoint,
+            pairs,
+            out_dir=folder,
+            rl_iterations=rl_iterations,
+            rl_tuning_pair=tuning_pair,
+            rl_candidates=candidates,
+            rl_background=rl_background,
+            device=device,
+            score_crop_yx=score_crop,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
     console.print(
         _metrics_table(
             report,

@@ -473,3 +473,27 @@ def test_the_command_line_trains_the_library_default_recipe(
     assert code == 130, output
     # a notebook's TrainingConfig() trains what `pairscope train` trains
     assert captured == [enhance.training.TrainingConfig()]
+
+
+@pytest.mark.parametrize(
+    ("epochs_left", "seconds_per_epoch", "budget_left_s", "shown"),
+    [
+        (10, 30.0, 3600.0, "at most 5:00 left"),  # the epochs end first
+        (100, 30.0, 90.5, "at most 1:30 left"),  # the time budget ends first
+        (0, 30.0, 600.0, "at most 0:00 left"),
+        (5, 30.0, -4.0, "at most 0:00 left"),  # past the budget: the last epoch
+    ],
+)
+def test_training_shows_the_shorter_of_epochs_and_budget_left(
+    epochs_left: int, seconds_per_epoch: float, budget_left_s: float, shown: str
+) -> None:
+    from acquire.cli.enhance import _time_left
+
+    assert (
+        _time_left(
+            epochs_left=epochs_left,
+            seconds_per_epoch=seconds_per_epoch,
+            budget_left_s=budget_left_s,
+        )
+        == shown
+    )

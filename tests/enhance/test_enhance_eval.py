@@ -138,6 +138,7 @@ def test_evaluate_writes_consistent_reports(tmp_path: Path) -> None:
     psf = widefield_psf(OPTICS, voxel_size_um=VOXEL_UM, shape=(11, 31, 31))
     pairs = [synthetic_pair(seed, psf) for seed in (1, 2)]
     tuning_pair = synthetic_pair(3, psf)
+    steps: list[tuple[int, int]] = []
     report = evaluate(
         identity_checkpoint(),
         pairs,
@@ -147,7 +148,10 @@ def test_evaluate_writes_consistent_reports(tmp_path: Path) -> None:
         rl_tuning_pair=tuning_pair,
         rl_candidates=(2, 10),
         figure_pair_id="pair2",
+        progress=lambda done, total: steps.append((done, total)),
     )
+    # RL tuning, then each pair: one call as each step ends
+    assert steps == [(1, 3), (2, 3), (3, 3)]
     expected = tune_iterations(
         tuning_pair.widefield, tuning_pair.confocal, psf, candidates=(2, 10)
     )
@@ -201,6 +205,7 @@ def test_evaluate_writes_consistent_reports(tmp_path: Path) -> None:
 def test_evaluate_scores_the_centre_of_whole_stack_results(tmp_path: Path) -> None:
     psf = widefield_psf(OPTICS, voxel_size_um=VOXEL_UM, shape=(11, 31, 31))
     pair = synthetic_pair(4, psf)
+    steps: list[tuple[int, int]] = []
     report = evaluate(
         identity_checkpoint(),
         [pair],
@@ -209,7 +214,9 @@ def test_evaluate_scores_the_centre_of_whole_stack_results(tmp_path: Path) -> No
         psf_shape=(11, 31, 31),
         rl_iterations=10,
         score_crop_yx=20,
+        progress=lambda done, total: steps.append((done, total)),
     )
+    assert steps == [(1, 1)]  # a fixed RL count: no tuning step
     centre = (slice(None), slice(10, 30), slice(10, 30))
     scored = report.pairs[0].metrics
     assert scored["widefield"] == image_metrics(
