@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from acquire.cli.common import console, handle_errors
+from acquire.cli.common import console, flag, handle_errors
 
 __all__ = ["clean_command"]
 
@@ -26,7 +26,7 @@ def clean_command(
     ],
     orphans: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--orphans",
             help="Also remove the stacks a crash left without a journal line "
             "(.staging/orphans).",
@@ -34,7 +34,7 @@ def clean_command(
     ] = False,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="List what would be removed; remove nothing."),
+        flag("--dry-run", help="List what would be removed; remove nothing."),
     ] = False,
 ) -> None:
     """Remove partial stacks, temp files and stopped demos' work folders.

@@ -17,7 +17,7 @@ from rich.console import Console
 
 from acquire.errors import user_error_types
 
-__all__ = ["console", "err_console", "fail", "handle_errors"]
+__all__ = ["console", "err_console", "fail", "flag", "handle_errors"]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -29,6 +29,15 @@ def fail(message: str, code: int) -> typer.Exit:
     """Print ``message`` as the one error line and return the exit to raise."""
     err_console.print(f"pairscope: error: {message}", soft_wrap=True, markup=False)
     return typer.Exit(code)
+
+
+def flag(*param_decls: str, **options: Any) -> Any:
+    """A boolean option shown in ``--help`` as the switch it is.
+
+    Typer marks flags ``<bool>`` there, which reads as a value to type
+    (``--resume true``, refused); a flag takes none.
+    """
+    return typer.Option(*param_decls, metavar="", **options)
 
 
 def handle_errors(func: F) -> F:

@@ -37,7 +37,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from acquire.cli.common import console, err_console, handle_errors
+from acquire.cli.common import console, err_console, flag, handle_errors
 from acquire.errors import UserError
 from acquire.paths import check_output_folder
 from acquire.storage.recorded_paths import record_path
@@ -159,7 +159,7 @@ def train(
     ] = None,
     linear_filter: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--linear-filter/--no-linear-filter",
             help="Fit a linear WF->confocal filter on the train split and let the "
             "U-Net correct its output (default), or learn from the WF stack alone.",
@@ -192,7 +192,7 @@ def train(
             "stage on top of the --init model, whose U-Net stays as it is.",
         ),
     ] = "fine",
-    overwrite: Annotated[bool, typer.Option("--overwrite")] = False,
+    overwrite: Annotated[bool, flag("--overwrite")] = False,
     snapshot_minutes: Annotated[
         float,
         typer.Option(
@@ -203,7 +203,7 @@ def train(
     ] = 5.0,
     resume: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--resume",
             help="Continue the interrupted run from OUT.resume (same database "
             "and options).",
@@ -548,7 +548,7 @@ def evaluate(
     ] = None,
     without_coarse: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--without-coarse-stage",
             help="Score the model without its coarse stage (what the stage adds).",
         ),
@@ -793,7 +793,7 @@ def enhance(
     ],
     resample: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--resample",
             help="Resample stacks of another voxel size onto the model's grid.",
         ),

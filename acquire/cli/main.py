@@ -21,7 +21,7 @@ from rich.table import Table
 
 from acquire._version import __version__
 from acquire.cli.clean import clean_command
-from acquire.cli.common import console, err_console
+from acquire.cli.common import console, err_console, flag
 from acquire.cli.common import handle_errors as _handle_errors
 from acquire.cli.enhance import enhance, evaluate, train
 from acquire.cli.gui import gui
@@ -72,7 +72,7 @@ app.command("clean")(clean_command)
 def _root(
     version: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--version",
             callback=_version,
             is_eager=True,
@@ -207,7 +207,7 @@ def snap_command(
         float | None, typer.Option("--z", help="Focus position in um.")
     ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace an existing output file.")
+        bool, flag("--overwrite", help="Replace an existing output file.")
     ] = False,
     adapter_path: AdapterOption = None,
 ) -> None:
@@ -261,7 +261,7 @@ def demo(
     ],
     quick: Annotated[
         bool,
-        typer.Option("--quick", help="3 cells, 21 planes, smaller fields: ~2 min."),
+        flag("--quick", help="3 cells, 21 planes, smaller fields: ~2 min."),
     ] = False,
     seed: Annotated[
         int, typer.Option("--seed", help="Specimen seed (mounts derive from it).")
@@ -276,7 +276,7 @@ def demo(
     ] = None,
     real_timing: Annotated[
         bool,
-        typer.Option("--real-timing", help="Wait real exposure times (slower)."),
+        flag("--real-timing", help="Wait real exposure times (slower)."),
     ] = False,
     sample_medium: Annotated[
         str,
@@ -342,11 +342,11 @@ def acquire_command(
     ],
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue after the last committed stack."),
+        flag("--resume", help="Continue after the last committed stack."),
     ] = False,
     dry_run: Annotated[
         bool,
-        typer.Option("--dry-run", help="Validate and show the plan; move nothing."),
+        flag("--dry-run", help="Validate and show the plan; move nothing."),
     ] = False,
     max_frames: Annotated[
         int, typer.Option("--max-frames", help="Refuse plans with more frames.")

@@ -12,7 +12,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from acquire.cli.common import console, err_console, handle_errors
+from acquire.cli.common import console, err_console, flag, handle_errors
 from acquire.errors import UserError
 from acquire.paths import check_output_folder
 from correlate.pairdb import SPLITS
@@ -103,21 +103,21 @@ def acquire_pairs(
     ] = None,
     closed_loop: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--closed-loop/--open-loop",
             help="Correct later positions with the registrations so far.",
         ),
     ] = True,
     wait_for_registration: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--wait-for-registration",
             help="Before each stack, wait for the registrations before it.",
         ),
     ] = False,
     resume: Annotated[
         bool,
-        typer.Option(
+        flag(
             "--resume",
             help="Complete an interrupted run in --out: pair its stacks that have "
             "no pair yet, acquire those it did not commit.",
@@ -209,7 +209,7 @@ def list_pairs(
         str | None, typer.Option("--split", help=f"One of {', '.join(SPLITS)}.")
     ] = None,
     everything: Annotated[
-        bool, typer.Option("--all", help="Include flagged (rejected) pairs.")
+        bool, flag("--all", help="Include flagged (rejected) pairs.")
     ] = False,
 ) -> None:
     """List the pairs: cell, split, quality, scopes and objectives."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from typer.testing import CliRunner
 
 from acquire import __version__
 from acquire.cli.main import app
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 CONFIGS = Path(__file__).resolve().parents[2] / "hardware_configs"
 WIDEFIELD = CONFIGS / "demo_widefield.cfg"
@@ -268,3 +272,34 @@ def test_take_snapshot_refuses_a_position_that_is_not_finite() -> None:
         take_snapshot(
             WIDEFIELD, None, exposure_ms=10.0, objective=None, xy=None, z=math.inf
         )
+
+
+def _all_commands(command: Any, path: str = "pairscope") -> Iterator[tuple[str, Any]]:
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _all_commands(sub, f"{path} {name}")
+
+
+def test_flags_show_as_switches_not_values() -> None:
+    """``--resume`` takes no value; help that shows ``<bool>`` invites one."""
+    import typer.main
+
+    root = typer.main.get_command(app)
+    flags = [
+        (path, param.name)
+        for path, command in _all_commands(root)
+        for param in command.params
+        if getattr(param, "is_flag", False) and param.name != "help"
+    ]
+    assert ("pairscope acquire", "resume") in flags
+    assert len(flags) >= 15
+    shown = {
+        (path, param.name): param.metavar
+        for path, command in _all_commands(root)
+        for param in command.params
+        if (path, param.name) in flags
+    }
+    assert all(metavar == "" for metavar in shown.values()), shown
+    help_text = CliRunner().invoke(app, ["acquire", "--help"]).output
+    resume_line = next(line for line in help_text.splitlines() if "--resume" in line)
+    assert "<bool>" not in resume_line
