@@ -10,19 +10,50 @@ from __future__ import annotations
 import functools
 import gc
 from collections.abc import Callable
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
+from acquire.config.bundled import resolve_config_path
 from acquire.errors import user_error_types
 
-__all__ = ["console", "err_console", "fail", "flag", "handle_errors"]
+__all__ = [
+    "AdapterOption",
+    "ConfigOption",
+    "console",
+    "err_console",
+    "fail",
+    "flag",
+    "handle_errors",
+]
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+ConfigOption = Annotated[
+    Path,
+    typer.Option(
+        "--config",
+        "-c",
+        help="Micro-Manager configuration file (.cfg), e.g. "
+        "hardware_configs/demo_widefield.cfg (the shipped demo configurations "
+        "are found by name from any folder).",
+        callback=resolve_config_path,
+    ),
+]
+AdapterOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--adapter-path",
+        help="Folder with Micro-Manager adapter libraries (repeatable). Default: "
+        "the Micro-Manager installation (MICROMANAGER_PATH) and mm-test-adapters.",
+        envvar="PAIRSCOPE_ADAPTER_PATH",
+    ),
+]
 
 
 def fail(message: str, code: int) -> typer.Exit:

@@ -21,7 +21,13 @@ from rich.table import Table
 
 from acquire._version import __version__
 from acquire.cli.clean import clean_command
-from acquire.cli.common import console, err_console, flag
+from acquire.cli.common import (
+    AdapterOption,
+    ConfigOption,
+    console,
+    err_console,
+    flag,
+)
 from acquire.cli.common import handle_errors as _handle_errors
 from acquire.cli.enhance import enhance, evaluate, train
 from acquire.cli.gui import gui
@@ -81,26 +87,6 @@ def _root(
     ] = False,
 ) -> None:
     """Correlative wide-field/confocal acquisition on Micro-Manager."""
-
-
-ConfigOption = Annotated[
-    Path,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Micro-Manager configuration file (.cfg), e.g. "
-        "hardware_configs/demo_widefield.cfg.",
-    ),
-]
-AdapterOption = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--adapter-path",
-        help="Folder with Micro-Manager adapter libraries (repeatable). Default: "
-        "the Micro-Manager installation (MICROMANAGER_PATH) and mm-test-adapters.",
-        envvar="PAIRSCOPE_ADAPTER_PATH",
-    ),
-]
 
 
 # -- info ---------------------------------------------------------------------

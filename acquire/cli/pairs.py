@@ -12,7 +12,13 @@ import typer
 from rich import box
 from rich.table import Table
 
-from acquire.cli.common import console, err_console, flag, handle_errors
+from acquire.cli.common import (
+    ConfigOption,
+    console,
+    err_console,
+    flag,
+    handle_errors,
+)
 from acquire.errors import UserError
 from acquire.paths import check_output_folder
 from correlate.pairdb import SPLITS
@@ -90,7 +96,7 @@ def acquire_pairs(
     confocal: Annotated[
         Path, typer.Option("--confocal", help="Scope A's dataset at the targets.")
     ],
-    config: Annotated[Path, typer.Option("--config", "-c", help="Wide-field config.")],
+    config: ConfigOption,
     out: Annotated[Path, typer.Option("--out", "-o", help="New wide-field dataset.")],
     database: Annotated[
         Path, typer.Option("--db", help="Paired database (created if missing).")

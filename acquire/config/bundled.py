@@ -8,6 +8,7 @@ pairscope is installed, not relative to a source checkout.
 from __future__ import annotations
 
 import importlib.resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from acquire.errors import UserError
@@ -15,7 +16,7 @@ from acquire.errors import UserError
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-__all__ = ["CONFIG_PACKAGE", "bundled_config"]
+__all__ = ["CONFIG_PACKAGE", "bundled_config", "resolve_config_path"]
 
 CONFIG_PACKAGE = "hardware_configs"
 """Import name of the folder holding the shipped ``.cfg`` files."""
@@ -59,3 +60,37 @@ def bundled_config(filename: str) -> Traversable:
             _REINSTALL_HINT,
         )
     return resource
+
+
+def resolve_config_path(path: Path) -> Path:
+    """``path``, or the shipped configuration it names when it is not a file.
+
+    ``demo_widefield.cfg`` or ``hardware_configs/demo_widefield.cfg`` typed
+    outside a source checkout names the configuration installed with
+    pairscope; any other path is returned unchanged (and reported later if it
+    does not exist).
+
+    Parameters
+    ----------
+    path : Path
+        What the user gave as ``--config``.
+
+    Returns
+    -------
+    Path
+        ``path`` itself, or the installed file's path.
+
+    """
+    if path.exists() or path.is_absolute():
+        return path
+    parts = path.parts
+    if not (len(parts) == 1 or (len(parts) == 2 and parts[0] == CONFIG_PACKAGE)):
+        return path
+    try:
+        resource = importlib.resources.files(CONFIG_PACKAGE).joinpath(parts[-1])
+    except ModuleNotFoundError:
+        return path
+    # a regular (not zipped) installation: the resource is a file on disk
+    if isinstance(resource, Path) and resource.is_file():
+        return resource
+    return path

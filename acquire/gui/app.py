@@ -39,13 +39,21 @@ def check_display() -> None:
     )
 
 
-def run_gui(config: Path, *, argv: Sequence[str] | None = None) -> int:
+def run_gui(
+    config: Path,
+    *,
+    adapter_paths: Sequence[Path] | None = None,
+    argv: Sequence[str] | None = None,
+) -> int:
     """Open ``config`` and run the window until it is closed.
 
     Parameters
     ----------
     config : Path
         Micro-Manager configuration of this microscope.
+    adapter_paths : sequence of Path, optional
+        Folders with Micro-Manager adapter libraries (default: the
+        installation's and mm-test-adapters').
     argv : sequence of str, optional
         Qt's command line (default: the program name only).
 
@@ -62,7 +70,7 @@ def run_gui(config: Path, *, argv: Sequence[str] | None = None) -> int:
         There is no display (see `check_display`).
 
     """
-    core: CMMCorePlus | None = open_core(config)
+    core: CMMCorePlus | None = open_core(config, adapter_paths=adapter_paths)
     try:
         check_display()
         from PySide6.QtWidgets import QApplication

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import subprocess
@@ -303,3 +304,35 @@ def test_flags_show_as_switches_not_values() -> None:
     help_text = CliRunner().invoke(app, ["acquire", "--help"]).output
     resume_line = next(line for line in help_text.splitlines() if "--resume" in line)
     assert "<bool>" not in resume_line
+
+
+def test_shipped_configs_are_found_by_name_from_any_folder(tmp_path: Path) -> None:
+    from acquire.config.bundled import resolve_config_path
+
+    for name in ("demo_widefield.cfg", "hardware_configs/demo_confocal.cfg"):
+        result = pairscope("info", "--config", name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        shipped = CONFIGS / Path(name).name
+        with contextlib.chdir(tmp_path):
+            assert resolve_config_path(Path(name)) == shipped
+        assert shipped.name in result.stdout
+    # a file of that name in the working folder is the one meant
+    local = tmp_path / "demo_widefield.cfg"
+    local.write_text("# a local copy\n")
+    with contextlib.chdir(tmp_path):
+        assert resolve_config_path(Path("demo_widefield.cfg")) == Path(
+            "demo_widefield.cfg"
+        )
+    # any other missing name is still one clear message
+    missing = pairscope("info", "--config", "nosuch.cfg", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert "nosuch.cfg" in missing.stderr and "not found" in missing.stderr
+
+
+def test_gui_checks_its_adapter_folders_before_any_window(tmp_path: Path) -> None:
+    missing = str(tmp_path / "x")
+    args = ["gui", "--config", "demo_widefield.cfg", "--adapter-path", missing]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2
+    assert "adapter folder" in result.output and "does not exist" in result.output
+    assert "Traceback" not in result.output
