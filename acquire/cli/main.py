@@ -54,7 +54,7 @@ __all__ = [
 app = typer.Typer(
     name="pairscope",
     help="Correlative wide-field/confocal acquisition on Micro-Manager.",
-    add_completion=False,
+    add_completion=True,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

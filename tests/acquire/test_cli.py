@@ -336,3 +336,26 @@ def test_gui_checks_its_adapter_folders_before_any_window(tmp_path: Path) -> Non
     assert result.exit_code == 2
     assert "adapter folder" in result.output and "does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("typed", "offered"),
+    [
+        ("pairscope ac", {"acquire"}),
+        ("pairscope pairs a", {"acquire"}),
+        ("pairscope acquire --re", {"--resume", "--retries", "--retry-backoff-ms"}),
+    ],
+)
+def test_shell_completion_offers_commands_and_options(
+    typed: str, offered: set[str]
+) -> None:
+    env = {
+        "_PAIRSCOPE_COMPLETE": "complete_bash",
+        "COMP_WORDS": typed,
+        "COMP_CWORD": str(len(typed.split()) - 1),
+    }
+    result = CliRunner().invoke(app, [], env=env, prog_name="pairscope")
+    assert result.exit_code == 0
+    assert set(result.output.split()) == offered
+    script = CliRunner().invoke(app, ["--show-completion", "bash"])
+    assert "_pairscope_completion" in script.output
