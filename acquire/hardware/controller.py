@@ -29,7 +29,12 @@ from acquire.hardware.consumers import CompletedStack, StackQueue
 from acquire.hardware.engine import AcquisitionFault, ResilientEngine
 from acquire.hardware.microscope import objective_device
 from acquire.hardware.retry import RetryPolicy
-from acquire.sequence.plan import AcquisitionPlan, StackKey, stack_key
+from acquire.sequence.plan import (
+    AcquisitionPlan,
+    StackKey,
+    is_image_event,
+    stack_key,
+)
 from acquire.storage.spec import StackSpec
 
 if TYPE_CHECKING:
@@ -97,6 +102,8 @@ def stack_layouts(events: Iterable[MDAEvent]) -> dict[StackKey, StackLayout]:
     z_positions: dict[StackKey, dict[int, float]] = {}
     names: dict[StackKey, str] = {}
     for event in events:
+        if not is_image_event(event):
+            continue
         key = stack_key(event)
         c = int(event.index.get("c", 0))
         z = int(event.index.get("z", 0))
@@ -246,8 +253,8 @@ class AcquisitionController:
         started = time.perf_counter()
         already = len(self.dataset.committed())
         pending = list(self.pending_events())
-        pending_stacks = {stack_key(e) for e in pending}
-        self.events.started.emit(len(pending), len(pending_stacks))
+        frames = [e for e in pending if is_image_event(e)]
+        self.events.started.emit(len(frames), len({stack_key(e) for e in frames}))
         # a plane of a z-stack re-sends its position's XY: skip moves to where
         # the stage already is (a demo XY "move" in place still costs ~10 ms)
         engine = _RecordingEngine(

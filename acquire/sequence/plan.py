@@ -38,6 +38,7 @@ __all__ = [
     "StackKey",
     "format_bytes",
     "format_duration",
+    "is_image_event",
     "plan_acquisition",
     "stack_key",
 ]
@@ -129,6 +130,25 @@ def stack_key(event: useq.MDAEvent) -> StackKey:
     """
     index = event.index
     return StackKey(t=index.get("t", 0), p=index.get("p", 0), g=index.get("g", 0))
+
+
+def is_image_event(event: useq.MDAEvent) -> bool:
+    """Whether an event takes a frame (an autofocus event, say, takes none).
+
+    Parameters
+    ----------
+    event : useq.MDAEvent
+        One event of a sequence.
+
+    Returns
+    -------
+    bool
+        True for an image acquisition (useq's default action).
+
+    """
+    import useq  # loaded already: the event is one of its objects
+
+    return isinstance(event.action, useq.AcquireImage)
 
 
 def format_bytes(n_bytes: float) -> str:
@@ -288,6 +308,8 @@ def plan_acquisition(
     if at_least > limits.max_frames:
         raise too_many_frames(f"at least {at_least:,}")
     for event in planned.iter_events():
+        if not is_image_event(event):  # autofocus: no frame, no plane
+            continue
         frames += 1
         if frames > limits.max_frames:
             raise too_many_frames(f"more than {limits.max_frames:,}")

@@ -116,6 +116,54 @@ def check_channel_presets(
             )
 
 
+def check_autofocus_devices(
+    core: CMMCorePlus, sequence: useq.MDASequence, *, where: str
+) -> None:
+    """Refuse an autofocus plan this scope cannot carry out, before any work.
+
+    pymmcore-plus runs the core's autofocus device (its AutoFocus role) and
+    first sets ``autofocus_device_name``, the autofocus offset drive (a stage
+    device), to ``autofocus_motor_offset``. Without an autofocus device it
+    only logs "No autofocus device found", so a run whose stacks were meant
+    to be autofocused ended "complete" without it.
+
+    Raises
+    ------
+    UserError
+        The scope has no autofocus device, or the offset drive named is not
+        one of its stage devices.
+
+    """
+    import pymmcore_plus
+
+    plans = [sequence.autofocus_plan] + [
+        getattr(p.sequence, "autofocus_plan", None) for p in sequence.stage_positions
+    ]
+    plans = [plan for plan in plans if plan is not None]
+    if not plans:
+        return
+    if not core.getAutoFocusDevice():
+        raise UserError(
+            f"{where}: autofocus_plan needs the scope's autofocus device, and "
+            "this scope has none",
+            "Remove autofocus_plan, or load the autofocus device in the "
+            "configuration and give it the role (Property,Core,AutoFocus,<label>).",
+        )
+    stages = sorted(
+        str(label)
+        for label in core.getLoadedDevicesOfType(pymmcore_plus.DeviceType.Stage)
+    )
+    for plan in plans:
+        drive = plan.autofocus_device_name
+        if plan.autofocus_motor_offset is not None and drive and drive not in stages:
+            raise UserError(
+                f"{where}: autofocus_plan sets the offset of {drive!r}, which is "
+                f"not a stage device of this scope (its stage devices: {stages})",
+                "Name the autofocus offset drive in autofocus_device_name, or "
+                "leave it out to use the autofocus device's own offset.",
+            )
+
+
 def build_plan(core: CMMCorePlus, request: AcquisitionRequest) -> AcquisitionPlan:
     """Validate the sequence against this scope and the caps."""
     if isinstance(request.sequence, Path):
@@ -125,6 +173,7 @@ def build_plan(core: CMMCorePlus, request: AcquisitionRequest) -> AcquisitionPla
         where = "the sequence"
         sequence = check_sequence(request.sequence, source=where)
     check_channel_presets(core, sequence, where=where)
+    check_autofocus_devices(core, sequence, where=where)
     return plan_acquisition(
         sequence,
         frame_shape=(int(core.getImageHeight()), int(core.getImageWidth())),

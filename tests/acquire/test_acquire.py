@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import mm_test_adapters
 import numpy as np
 import pytest
+import useq
 import zarr
 from acquire_helpers import (
     cell_positions,
@@ -18,11 +20,16 @@ from acquire_helpers import (
     write_sequence,
 )
 
+from acquire.errors import UserError
 from acquire.hardware.consumers import CompletedStack, StackQueue
 from acquire.hardware.microscope import close_core, illumination, open_core
 from acquire.storage.errors import DatasetError
 from acquire.storage.reader import committed_stacks, read_stack
-from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
+from acquire.workflows.acquisition import (
+    AcquisitionRequest,
+    dry_run,
+    run_acquisition,
+)
 
 
 @pytest.fixture(scope="module")
@@ -308,3 +315,68 @@ def test_position_offsets_are_asked_per_stack_as_it_begins(
         assert x == pytest.approx(x0 + 6.0 * index, abs=0.01)
         assert y == pytest.approx(y0 - 1.0, abs=0.01)
         assert z == pytest.approx(z0 + 0.5, abs=0.01)
+
+
+def _with_autofocus_device(tmp_path: Path) -> Path:
+    """The small wide-field scope plus Micro-Manager's demo autofocus device."""
+    text = small_config(tmp_path).read_text()
+    text = text.replace(
+        "Device,FilterWheel,DemoCamera,DWheel\n",
+        "Device,FilterWheel,DemoCamera,DWheel\nDevice,AutoFocus,DemoCamera,DAutoFocus\n",
+    ).replace(
+        "Parent,FilterWheel,DHub\n", "Parent,FilterWheel,DHub\nParent,AutoFocus,DHub\n"
+    )
+    path = tmp_path / "with_autofocus.cfg"
+    path.write_text(text)
+    return path
+
+
+def _autofocused(drive: str | None) -> useq.MDASequence:
+    autofocus: dict[str, object] = {"autofocus_motor_offset": 0.0, "axes": ("p",)}
+    if drive is not None:
+        autofocus["autofocus_device_name"] = drive
+    return useq.MDASequence(
+        stage_positions=[(0.0, 0.0, 0.0), (100.0, 0.0, 0.0)],
+        z_plan={"range": 2.0, "step": 1.0},
+        autofocus_plan=autofocus,
+    )
+
+
+def test_autofocus_steps_are_not_frames_and_run_on_the_scope(tmp_path: Path) -> None:
+    config = _with_autofocus_device(tmp_path)
+    sequence = _autofocused(drive=None)
+    # useq gives 8 events: an autofocus before each 3-plane stack
+    assert len(list(sequence)) == 8
+    started: list[tuple[int, int]] = []
+
+    def connect(controller: Any) -> None:
+        controller.events.started.connect(lambda f, s: started.append((f, s)))
+
+    request = AcquisitionRequest(sequence, config, tmp_path / "ds")
+    plan = dry_run(request)
+    assert plan.n_frames == 6
+    assert set(plan.planes_per_stack.values()) == {3}
+    result = run_acquisition(request, connect=connect)
+    assert result.status == "complete", result.failure
+    assert result.frames_acquired == 6 and started == [(6, 2)]
+    stacks = committed_stacks(tmp_path / "ds")
+    assert [read_stack(tmp_path / "ds", s).data.shape[1] for s in stacks] == [3, 3]
+
+
+@pytest.mark.parametrize(
+    ("with_device", "drive", "needle"),
+    [
+        (False, None, "this scope has none"),
+        (True, "AutoFocus", "'AutoFocus', which is not a stage device"),
+    ],
+)
+def test_an_autofocus_plan_the_scope_cannot_run_is_refused_before_any_work(
+    tmp_path: Path, with_device: bool, drive: str | None, needle: str
+) -> None:
+    config = _with_autofocus_device(tmp_path) if with_device else small_config(tmp_path)
+    out = tmp_path / "ds"
+    request = AcquisitionRequest(_autofocused(drive), config, out)
+    for attempt in (dry_run, run_acquisition):
+        with pytest.raises(UserError, match=needle):
+            attempt(request)
+    assert not out.exists()
