@@ -30,7 +30,7 @@ from zarr.codecs import BytesCodec
 from acquire.storage.durable import fsync_tree
 from acquire.storage.errors import DatasetError
 from acquire.storage.jsonsafe import json_safe
-from acquire.storage.ngff import ARRAY_PATH, AXES, ngff_attributes
+from acquire.storage.ngff import ARRAY_PATH, AXES, ngff_attributes, stack_origin_um
 
 if TYPE_CHECKING:
     from acquire.storage.spec import StackSpec
@@ -271,7 +271,11 @@ class StackWriter:
                     "Write every plane before commit, or abort the stack.",
                 )
             sha256, data_ranges = self._read_back()
-            attributes = ngff_attributes(self._spec, data_ranges)
+            attributes = ngff_attributes(
+                self._spec,
+                data_ranges,
+                origin_um=stack_origin_um(self._spec, self._metadata),
+            )
             attributes[PAIRSCOPE_KEY] = self._pairscope_attributes(sha256)
             try:
                 self._group.update_attributes(attributes)

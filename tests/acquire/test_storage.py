@@ -170,11 +170,20 @@ def test_committed_stack_reads_back_with_zarr(dataset: Dataset) -> None:
     assert [a.get("unit") for a in multiscale["axes"][1:]] == ["micrometer"] * 3
     (level,) = multiscale["datasets"]
     assert level["path"] == "0"
+    # scale, then the stage position of voxel (0, 0, 0): the first plane's z,
+    # the field's centre at the recorded x and y
+    dz, dy, dx = VOXEL_UM
     assert level["coordinateTransformations"] == [
-        {"type": "scale", "scale": [1.0, *VOXEL_UM]}
+        {"type": "scale", "scale": [1.0, dz, dy, dx]},
+        {
+            "type": "translation",
+            "translation": [0.0, 1000.0, -20.25 - 7.5 * dy, 100.5 - 11.5 * dx],
+        },
     ]
     channels = ome["omero"]["channels"]
     assert [ch["label"] for ch in channels] == ["DAPI", "FITC"]
+    # colours by dye, not by order: DAPI blue, FITC green
+    assert [ch["color"] for ch in channels] == ["0000FF", "00FF00"]
     first = expected_stack(spec)[0]
     assert channels[0]["window"]["start"] == first.min()
     assert channels[0]["window"]["end"] == first.max()
@@ -216,8 +225,15 @@ def test_committed_stack_opens_with_ome_zarr_and_validates(dataset: Dataset) -> 
     path = commit_stack(dataset, "t0000_p0000_g0000")
     node = next(iter(reader.Reader(ome_io.parse_url(str(path)))()))
     assert node.metadata["channel_names"] == ["DAPI", "FITC"]
+    dz, dy, dx = VOXEL_UM
     assert node.metadata["coordinateTransformations"] == [
-        [{"type": "scale", "scale": [1.0, *VOXEL_UM]}]
+        [
+            {"type": "scale", "scale": [1.0, dz, dy, dx]},
+            {
+                "type": "translation",
+                "translation": [0.0, 1000.0, -20.25 - 7.5 * dy, 100.5 - 11.5 * dx],
+            },
+        ]
     ]
     np.testing.assert_array_equal(
         np.asarray(node.data[0]), expected_stack(make_spec("t0000_p0000_g0000"))
@@ -775,3 +791,38 @@ def test_sigkill_during_commits_leaves_a_consistent_dataset(tmp_path: Path) -> N
         assert {p.name for p in (path / ".staging").iterdir()} <= {"orphans"}
         del resumed  # gives the writer lock back before the next child writes
     assert len(committed) >= 4
+
+
+def test_a_stack_without_stage_positions_has_no_translation(dataset: Dataset) -> None:
+    spec = make_spec(channel_names=("ch-a", "ch-b"))
+    writer = dataset.begin_stack(spec)
+    for c in range(spec.n_channels):
+        for z in range(spec.n_planes):
+            writer.write_plane(c, z, pattern(spec.name, c, z, spec.shape_yx), {})
+    group = zarr.open_group(writer.commit(), mode="r")
+    (multiscale,) = group.attrs["ome"]["multiscales"]
+    assert multiscale["datasets"][0]["coordinateTransformations"] == [
+        {"type": "scale", "scale": [1.0, *VOXEL_UM]}
+    ]
+    # unknown dyes keep the palette, in order
+    colors = [ch["color"] for ch in group.attrs["ome"]["omero"]["channels"]]
+    assert colors == ["00FF00", "FF00FF"]
+
+
+@pytest.mark.parametrize(
+    ("name", "n_channels", "color"),
+    [
+        ("DAPI", 3, "0000FF"),
+        ("Hoechst 33342", 2, "0000FF"),
+        ("EGFP", 2, "00FF00"),
+        ("Alexa Fluor 647", 2, "FF00FF"),
+        ("mCherry", 2, "FF0000"),
+        ("Cy3", 2, "FF8000"),
+        ("Cy5", 2, "FF00FF"),
+        ("default", 1, "FFFFFF"),
+    ],
+)
+def test_channel_colours_follow_the_dye(name: str, n_channels: int, color: str) -> None:
+    from acquire.storage.ngff import channel_color
+
+    assert channel_color(name, 0, n_channels) == color
