@@ -642,14 +642,32 @@ def evaluate(
     )
 
 
+def _chosen_channel(channel: int | None, n_channels: int, where: str) -> int:
+    """The channel to enhance: ``--channel``, or the only one there is.
+
+    A model enhances one channel; taking the first of several unasked would
+    enhance the wrong stain without a word.
+    """
+    if channel is not None:
+        return channel
+    if n_channels > 1:
+        raise UserError(
+            f"{where} has {n_channels} channels and the model enhances one",
+            f"Choose it with --channel 0..{n_channels - 1} (the channel the "
+            "model was trained on).",
+        )
+    return 0
+
+
 def _input_stacks(
-    source: Path, channel: int
+    source: Path, channel: int | None
 ) -> list[tuple[str, NDArray[np.float32], tuple[float, float, float], str, str]]:
     """(name, stack, voxel size, position, scope) of every stack of the input."""
     if source.is_file():
         from correlate.pairdb import read_ome_tiff_stack
 
-        imported = read_ome_tiff_stack(source, channel=channel)
+        imported = read_ome_tiff_stack(source, channel=channel or 0)
+        _chosen_channel(channel, imported.n_channels, repr(str(source)))
         name = source.name.split(".")[0] or "stack"
         _check_voxel_values(source, imported.voxel_size_um)
         return [(name, imported.data, imported.voxel_size_um, "", "")]
@@ -670,15 +688,17 @@ def _input_stacks(
     for name in names:
         stored = read_stack(source, name)
         _check_voxel_values(stored.path, stored.voxel_size_um)
-        if not 0 <= channel < stored.data.shape[0]:
+        where = f"stack {name} of {str(source)!r}"
+        chosen = _chosen_channel(channel, stored.data.shape[0], where)
+        if not 0 <= chosen < stored.data.shape[0]:
             raise UserError(
-                f"stack {name} of {str(source)!r} has no channel {channel}",
+                f"{where} has no channel {chosen}",
                 f"Pick --channel 0..{stored.data.shape[0] - 1}.",
             )
         stacks.append(
             (
                 name,
-                np.asarray(stored.data[channel], dtype=np.float32),
+                np.asarray(stored.data[chosen], dtype=np.float32),
                 stored.voxel_size_um,
                 stored.position_name,
                 stored.scope_name,
@@ -798,7 +818,14 @@ def enhance(
             help="Resample stacks of another voxel size onto the model's grid.",
         ),
     ] = False,
-    channel: Annotated[int, typer.Option("--channel", help="Channel to enhance.")] = 0,
+    channel: Annotated[
+        int | None,
+        typer.Option(
+            "--channel",
+            help="Channel to enhance (needed when the input has several).",
+            min=0,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda.")] = "auto",
     engine: Annotated[
         str,

@@ -62,6 +62,8 @@ class ImportedStack:
         Its OME name.
     source : str
         The file path.
+    n_channels : int
+        How many channels the file's stack has.
 
     """
 
@@ -74,6 +76,7 @@ class ImportedStack:
     channel: int
     channel_name: str | None
     source: str
+    n_channels: int = 1
 
     def stack_meta(self, *, scope: str | None = None) -> StackMeta:
         """Provenance for `PairDatabase.add_pair`.
@@ -237,6 +240,7 @@ def read_ome_tiff_stack(
         channel=channel,
         channel_name=channel_name,
         source=name,
+        n_channels=int(np.shape(raw)[axes.index("C")]) if "C" in axes else 1,
     )
 
 

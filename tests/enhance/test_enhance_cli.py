@@ -497,3 +497,37 @@ def test_training_shows_the_shorter_of_epochs_and_budget_left(
         )
         == shown
     )
+
+
+def test_a_multichannel_input_needs_the_channel_named(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    import tifffile
+
+    rng = np.random.default_rng(9)
+    channels = rng.gamma(2.0, 50.0, (2, 8, 40, 40)).astype(np.float32)
+    source = tmp_path / "two.ome.tif"
+    tifffile.imwrite(
+        source,
+        channels,
+        ome=True,
+        metadata={
+            "axes": "CZYX",
+            "PhysicalSizeZ": 0.25,
+            "PhysicalSizeY": 0.1,
+            "PhysicalSizeX": 0.1,
+        },
+    )
+    out = tmp_path / "enhanced"
+    # which stain to enhance is the user's to say, not silently the first
+    code, output = cli("enhance", tiny_model, source, "--out", out)
+    assert code == 2 and "2 channels" in output and "--channel 0..1" in output
+    assert "Traceback" not in output and not out.exists()
+    code, output = cli("enhance", tiny_model, source, "--out", out, "--channel", "1")
+    assert code == 0, output
+    expected = predict_stack(
+        tiny_model, channels[1], voxel_size_um=(0.25, 0.1, 0.1), device="cpu"
+    ).image
+    np.testing.assert_allclose(
+        read_stack(out, "two").data[0], expected, rtol=1e-5, atol=1e-4
+    )
