@@ -223,6 +223,23 @@ def _ome_tiff_inf_voxel(path: Path) -> Path:
     return path
 
 
+def _ome_tiff_two_channels(path: Path) -> Path:
+    import tifffile
+
+    tifffile.imwrite(
+        path,
+        np.ones((2, 4, 32, 32), np.uint16),
+        ome=True,
+        metadata={
+            "axes": "CZYX",
+            "PhysicalSizeX": 0.1,
+            "PhysicalSizeY": 0.1,
+            "PhysicalSizeZ": 0.25,
+        },
+    )
+    return path
+
+
 # -- the cases ------------------------------------------------------------------
 
 
@@ -309,6 +326,19 @@ def build_cases(work: Path) -> list[Case]:
             ["acquire", str(ok_seq), "--config", cfg, "--out", str(occupied)],
             ["occupied"],
             protected=[occupied],
+        )
+    )
+    autofocused = _write(
+        work / "seq" / "autofocus.yaml",
+        "stage_positions: [{x: 0, y: 0, z: 0}]\nz_plan: {range: 1, step: 0.5}\n"
+        "autofocus_plan: {autofocus_motor_offset: 0, axes: [p]}\n",
+    )
+    cases.append(
+        Case(
+            "acquire: autofocus plan, scope without autofocus",
+            ["acquire", str(autofocused), "--config", cfg, "--out", str(work / "af")],
+            ["autofocus.yaml", "autofocus"],
+            must_not_exist=[work / "af"],
         )
     )
     cases.append(
@@ -580,6 +610,15 @@ def build_cases(work: Path) -> list[Case]:
             ["enhance", str(MODEL), str(tiff), "--out", str(work / "o-inf")],
             ["inf_voxel.ome.tif"],
             must_not_exist=[work / "o-inf"],
+        )
+    )
+    two_channels = _ome_tiff_two_channels(work / "two_channels.ome.tif")
+    cases.append(
+        Case(
+            "enhance: two-channel OME-TIFF without --channel",
+            ["enhance", str(MODEL), str(two_channels), "--out", str(work / "o-2c")],
+            ["two_channels.ome.tif", "--channel"],
+            must_not_exist=[work / "o-2c"],
         )
     )
     broken_db = work / "broken_db"
