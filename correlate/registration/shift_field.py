@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from correlate.registration.tiles import TileShifts
+from correlate.registration.tiles import TileShifts, peak_snr
 
 SCALE_SIGNIFICANCE = 3.0
 """A scale change is applied only beyond this many standard errors."""
@@ -246,8 +246,7 @@ def tile_weights(tiles: TileShifts) -> NDArray[np.float64]:
     The peak's curvature tensor times the tile's signal-to-noise ratio
     (``r^2 / (1 - r^2)`` for a normalised correlation ``r``).
     """
-    r = np.clip(tiles.scores, 0.0, 0.99)
-    snr = r**2 / (1.0 - r**2)
+    snr = peak_snr(tiles.scores)
     curvature = tiles.curvature_per_um2
     # a saddle or a negative curvature carries no information along it
     values, vectors = np.linalg.eigh(

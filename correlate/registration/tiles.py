@@ -120,7 +120,9 @@ def lateral_given_axial(
     wide field's axial blur, so their axial peak is pulled; read off the
     peak's quadratic form (its curvature tensor ``H``) at the axial shift
     of the same tile's blur-matched measurement instead, the lateral shift
-    is ``p_yx + H_yx,yx^-1 H_yx,z (p_z - z_axial)``.
+    is ``p_yx + H_yx,yx^-1 H_yx,z (p_z - z_axial)``, and its information is
+    what is left once the axial measurement's own noise is carried along
+    that lever.
 
     Parameters
     ----------
@@ -133,7 +135,8 @@ def lateral_given_axial(
     Returns
     -------
     TileShifts
-        ``lateral`` with its shifts moved along each peak's ridge.
+        ``lateral`` with its shifts moved along each peak's ridge and its
+        curvature the lateral information that is left.
 
     """
     if len(lateral) != len(axial) or not len(lateral):
@@ -143,23 +146,45 @@ def lateral_given_axial(
     coupling = curvature[:, 1:, 0]
     target = axial.shifts_zyx_um[:, 0]
     slide = lateral.shifts_zyx_um[:, 0] - target
+    axial_information = peak_snr(axial.scores) * axial.curvature_per_um2[:, 0, 0]
     determinant = np.linalg.det(lateral_block)
     trace = np.einsum("nii->n", lateral_block)
     positive = (
         (determinant > 1e-12 * np.maximum(trace, 1e-30) ** 2)
         & (trace > 0)
+        & (axial_information > 0)
         & (axial.scores >= min_score)
         & ~axial.at_window_edge
     )
     moved = lateral.shifts_zyx_um.copy()
+    weights = curvature.copy()
     if positive.any():
-        step = np.linalg.solve(
-            lateral_block[positive],
-            (coupling[positive] * slide[positive, None])[..., None],
-        )[..., 0]
-        moved[positive, 1:] += step
+        block = lateral_block[positive]
+        lever = np.linalg.solve(block, coupling[positive][..., None])[..., 0]
+        moved[positive, 1:] += lever * slide[positive, None]
         moved[positive, 0] = target[positive]
-    return replace(lateral, shifts_zyx_um=moved)
+        # the axial measurement's own noise moves the lateral shift along the
+        # same lever: the tile's lateral information shrinks by it
+        snr = np.maximum(peak_snr(lateral.scores[positive]), 1e-12)
+        covariance = (
+            np.linalg.inv(block * snr[:, None, None])
+            + np.einsum("ni,nj->nij", lever, lever)
+            / axial_information[positive, None, None]
+        )
+        conditioned = np.zeros((int(positive.sum()), 3, 3))
+        conditioned[:, 1:, 1:] = np.linalg.inv(covariance) / snr[:, None, None]
+        weights[positive] = conditioned
+    return replace(lateral, shifts_zyx_um=moved, curvature_per_um2=weights)
+
+
+def peak_snr(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Signal-to-noise ratio of normalised correlation peaks ``r``.
+
+    ``r^2 / (1 - r^2)``, with ``r`` clipped to [0, 0.99].
+    """
+    r = np.clip(scores, 0.0, 0.99)
+    snr: NDArray[np.float64] = r**2 / (1.0 - r**2)
+    return snr
 
 
 def _lateral_window(ny: int, nx: int) -> NDArray[np.float32]:

@@ -297,3 +297,9 @@ def test_a_lateral_peak_on_a_tilted_ridge_is_read_at_the_axial_measurement() -> 
         read.shifts_zyx_um[1:, 1:], np.tile(truth[1:], (n - 1, 1)), atol=2e-3
     )
     np.testing.assert_array_equal(read.shifts_zyx_um[0], slid[0])
+    # the axial measurement's noise, carried along each tile's lever, leaves
+    # less lateral information than the peak alone had; most along the lever
+    before = np.einsum("nii->n", curvature[1:, 1:, 1:])
+    after = np.einsum("nii->n", read.curvature_per_um2[1:, 1:, 1:])
+    assert np.all(after < before)
+    np.testing.assert_array_equal(read.curvature_per_um2[0], curvature[0])
