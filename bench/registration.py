@@ -28,11 +28,13 @@ calibrated when the pooled predicted/measured RMS lies within 2x.
 Usage::
 
     python bench/registration.py [--quick] [--suites own,media,...]
-        [--pairs N] [--cache DIR]
+        [--pairs N] [--cache DIR] [--first K] [--out FILE]
 
 ``--cache DIR`` keeps rendered pairs between runs (rendering is most of the
 time). Prints a table and writes ``bench/results/registration.json``
-(``--quick``: ``registration_quick.json``).
+(``--quick``: ``registration_quick.json``; ``--out``: elsewhere).
+``--first K`` starts every suite at pair K: with K past the benchmark's pairs
+(e.g. 100) the pairs are held out from anything tuned on it.
 """
 
 from __future__ import annotations
@@ -147,11 +149,18 @@ def _independent(seed: int, **options: Any) -> Case:
 Source = Callable[[], Case]
 
 
-def suite_cases(suite: str, n: int, wrong: int) -> Iterator[tuple[str, Source]]:
-    """(name, render) of every pair a suite holds."""
+def suite_cases(
+    suite: str, n: int, wrong: int, *, first: int = 0
+) -> Iterator[tuple[str, Source]]:
+    """(name, render) of every pair a suite holds.
+
+    ``first`` is the index of the first pair: the pairs ``first`` to
+    ``first + n - 1`` (and as many wrong partners on from ``first``) are
+    drawn, so another ``first`` gives pairs the benchmark never saw.
+    """
     objectives = ("40x", "63x")
     if suite == "own":
-        for i in range(n):
+        for i in range(first, first + n):
             planes = (41, 21)[(i // 2) % 2]
             off = 1.5 * ((i // 4) % 2)
             options = {
@@ -161,7 +170,7 @@ def suite_cases(suite: str, n: int, wrong: int) -> Iterator[tuple[str, Source]]:
             if off:
                 options["stack_centre_height_um"] = 3.0 + off
             yield f"own-{i}", (lambda i=i, o=options: _own(i, **o))
-        for i in range(wrong):
+        for i in range(first, first + wrong):
             kind = ("other_cell", "no_overlap")[i % 2]
             options = {"widefield_objective": objectives[i % 2], "wrong_partner": kind}
             yield (
@@ -169,7 +178,7 @@ def suite_cases(suite: str, n: int, wrong: int) -> Iterator[tuple[str, Source]]:
                 lambda i=i, o=options: _own(1000 + i, **o),
             )
     elif suite == "media":
-        for i in range(n):
+        for i in range(first, first + n):
             medium = ("water", "glycerol")[i % 2]
             options = {
                 "widefield_objective": objectives[(i // 2) % 2],
@@ -180,7 +189,7 @@ def suite_cases(suite: str, n: int, wrong: int) -> Iterator[tuple[str, Source]]:
     elif suite == "volumes":
         yeast = str(REAL_VOLUMES / "yeast_mitochondria_t0.ome.tif")
         neuron = str(REAL_VOLUMES / "neuron_25pct.tif")
-        for i in range(n):
+        for i in range(first, first + n):
             if i % 2 == 0:
                 # the neuron has no recorded voxel: 0.8 um is an estimate
                 # (see tests/data/REAL_VOLUMES_LICENSE.md); a coarser emitter
@@ -210,13 +219,13 @@ def suite_cases(suite: str, n: int, wrong: int) -> Iterator[tuple[str, Source]]:
                     lambda i=i, o=options: _independent(i, **o),
                 )
     elif suite == "independent":
-        for i in range(n):
+        for i in range(first, first + n):
             options = {
                 "psf": ("gaussian", "debye")[(i // 2) % 2],
                 "widefield_pixel_um": (0.1625, 0.103)[i % 2],
             }
             yield f"independent-{i}", (lambda i=i, o=options: _independent(i, **o))
-        for i in range(wrong):
+        for i in range(first, first + wrong):
             kind = ("other_specimen", "no_overlap")[i % 2]
             options = {"wrong": kind, "widefield_pixel_um": (0.1625, 0.103)[i % 2]}
             yield (
@@ -579,8 +588,9 @@ def write(
     suites: list[str],
     quick: bool,
     failures: list[dict[str, Any]],
+    path: Path,
 ) -> dict[str, Any]:
-    """Summaries per suite and pooled, written to bench/results."""
+    """Summaries per suite and pooled, written to ``path``."""
     summary: dict[str, Any] = {}
     for suite in suites:
         mine = [r for r in rows if r["suite"] == suite]
@@ -611,7 +621,6 @@ def write(
         "per_pair": rows,
         "failed": failures,
     }
-    path = RESULTS / ("registration_quick.json" if quick else "registration.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     return summary
@@ -656,7 +665,23 @@ def main() -> int:
     parser.add_argument(
         "--cache", type=Path, default=None, help="keep rendered pairs here"
     )
+    parser.add_argument(
+        "--first",
+        type=int,
+        default=0,
+        help="index of each suite's first pair: another value gives held-out "
+        "pairs (use another --cache and --out)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default bench/results/registration[_quick].json)",
+    )
     args = parser.parse_args()
+    path = args.out or RESULTS / (
+        "registration_quick.json" if args.quick else "registration.json"
+    )
     logging.disable(logging.WARNING)
     suites = [s.strip() for s in args.suites.split(",") if s.strip()]
     n_pairs = 2 if args.quick else args.pairs
@@ -664,7 +689,8 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     for suite in suites:
-        for index, (name, render) in enumerate(suite_cases(suite, n_pairs, n_wrong)):
+        cases = suite_cases(suite, n_pairs, n_wrong, first=args.first)
+        for index, (name, render) in enumerate(cases, start=args.first):
             try:
                 case = load_case(name, suite, render, args.cache)
                 row = run_case(case, seed=index)
@@ -684,11 +710,10 @@ def main() -> int:
                 f"{o['reason'][:90]}",
                 flush=True,
             )
-            write(rows, suites, args.quick, failures)
-    summary = write(rows, suites, args.quick, failures)
+            write(rows, suites, args.quick, failures, path)
+    summary = write(rows, suites, args.quick, failures, path)
     print_table(summary)
-    path = RESULTS / ("registration_quick.json" if args.quick else "registration.json")
-    print(f"wrote {path.relative_to(ROOT)}")
+    print(f"wrote {path}")
     return 0
 
 

@@ -22,6 +22,7 @@ from correlate.registration.shift_field import ShiftField, fit_shift_field
 from correlate.registration.tiles import (
     TileShifts,
     TileSpectrum,
+    lateral_given_axial,
     measure_tiles,
     place_tiles,
 )
@@ -319,6 +320,7 @@ def measure_alignment(
         cache=cache,
         axial_overlap=[False, True],
     )
+    lateral = lateral_given_axial(lateral, axial, min_score=min_tile_score)
     tiles = TileShifts.concatenate([lateral.using((1, 2)), axial.using((0,))])
     fit = fit_shift_field(
         tiles,

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from correlate.registration.tiles import peak_snr
+
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
@@ -249,8 +251,7 @@ def tile_weights(tiles: TileShifts) -> NDArray[np.float64]:
     The peak's curvature tensor times the tile's signal-to-noise ratio
     (``r^2 / (1 - r^2)`` for a normalised correlation ``r``).
     """
-    r = np.clip(tiles.scores, 0.0, 0.99)
-    snr = r**2 / (1.0 - r**2)
+    snr = peak_snr(tiles.scores)
     curvature = tiles.curvature_per_um2
     # a saddle or a negative curvature carries no information along it
     values, vectors = np.linalg.eigh(

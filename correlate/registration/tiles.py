@@ -111,6 +111,84 @@ class TileShifts:
         )
 
 
+def lateral_given_axial(
+    lateral: TileShifts, axial: TileShifts, *, min_score: float
+) -> TileShifts:
+    """Lateral shifts taken where each tile's axial shift is its axial measurement's.
+
+    Structure tilted in z (the flanks of a cell's dome, an oblique fibre)
+    correlates along a ridge in (z, y, x): an axial error of the peak slides
+    it sideways. The lateral tiles correlate the confocal stack without the
+    wide field's axial blur, so their axial peak is pulled; read off the
+    peak's quadratic form (its curvature tensor ``H``) at the axial shift
+    of the same tile's blur-matched measurement instead, the lateral shift
+    is ``p_yx + H_yx,yx^-1 H_yx,z (p_z - z_axial)``, and its information is
+    what is left once the axial measurement's own noise is carried along
+    that lever.
+
+    Parameters
+    ----------
+    lateral, axial : TileShifts
+        The same tiles (same order) measured on the two confocal versions.
+    min_score : float
+        An axial measurement with a lower correlation peak, or on the edge of
+        its search window, moves nothing.
+
+    Returns
+    -------
+    TileShifts
+        ``lateral`` with its shifts moved along each peak's ridge and its
+        curvature the lateral information that is left.
+
+    """
+    if len(lateral) != len(axial) or not len(lateral):
+        return lateral
+    curvature = lateral.curvature_per_um2
+    lateral_block = curvature[:, 1:, 1:]
+    coupling = curvature[:, 1:, 0]
+    target = axial.shifts_zyx_um[:, 0]
+    slide = lateral.shifts_zyx_um[:, 0] - target
+    axial_information = peak_snr(axial.scores) * axial.curvature_per_um2[:, 0, 0]
+    determinant = np.linalg.det(lateral_block)
+    trace = np.einsum("nii->n", lateral_block)
+    positive = (
+        (determinant > 1e-12 * np.maximum(trace, 1e-30) ** 2)
+        & (trace > 0)
+        & (axial_information > 0)
+        & (axial.scores >= min_score)
+        & ~axial.at_window_edge
+    )
+    moved = lateral.shifts_zyx_um.copy()
+    weights = curvature.copy()
+    if positive.any():
+        block = lateral_block[positive]
+        lever = np.linalg.solve(block, coupling[positive][..., None])[..., 0]
+        moved[positive, 1:] += lever * slide[positive, None]
+        moved[positive, 0] = target[positive]
+        # the axial measurement's own noise moves the lateral shift along the
+        # same lever: the tile's lateral information shrinks by it
+        snr = np.maximum(peak_snr(lateral.scores[positive]), 1e-12)
+        covariance = (
+            np.linalg.inv(block * snr[:, None, None])
+            + np.einsum("ni,nj->nij", lever, lever)
+            / axial_information[positive, None, None]
+        )
+        conditioned = np.zeros((int(positive.sum()), 3, 3))
+        conditioned[:, 1:, 1:] = np.linalg.inv(covariance) / snr[:, None, None]
+        weights[positive] = conditioned
+    return replace(lateral, shifts_zyx_um=moved, curvature_per_um2=weights)
+
+
+def peak_snr(scores: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Signal-to-noise ratio of normalised correlation peaks ``r``.
+
+    ``r^2 / (1 - r^2)``, with ``r`` clipped to [0, 0.99].
+    """
+    r = np.clip(scores, 0.0, 0.99)
+    snr: NDArray[np.float64] = r**2 / (1.0 - r**2)
+    return snr
+
+
 def _lateral_window(ny: int, nx: int) -> NDArray[np.float32]:
     wy = np.hanning(ny + 2)[1:-1]
     wx = np.hanning(nx + 2)[1:-1]

@@ -25,7 +25,7 @@ from correlate.registration import (
 )
 from correlate.registration.blur_match import blur_axially, matching_axial_blur_um
 from correlate.registration.shift_field import fit_shift_field
-from correlate.registration.tiles import TileShifts
+from correlate.registration.tiles import TileShifts, lateral_given_axial
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import independent_pairs
@@ -260,3 +260,46 @@ def test_gate_reason_names_every_failing_criterion() -> None:
     assert not accepted
     for word in ("overlap", "NCC", "lateral", "axial"):
         assert word in reason
+
+
+def test_a_lateral_peak_on_a_tilted_ridge_is_read_at_the_axial_measurement() -> None:
+    # structure tilted in z correlates along a ridge in (z, y, x): the sharp
+    # (lateral) measurement's peak slid along it by an axial pull; read at the
+    # blur-matched measurement's axial shift, its lateral shift is the truth
+    rng = np.random.default_rng(3)
+    n = 8
+    truth = np.array([0.02, -0.03, 0.05])
+    curvature = np.zeros((n, 3, 3))
+    slid = np.zeros((n, 3))
+    for i in range(n):
+        ridge = np.array([1.0, *rng.uniform(-0.8, 0.8, 2)])
+        ridge /= np.linalg.norm(ridge)
+        across = np.linalg.svd(ridge[None])[2][1:]  # the two directions across
+        curvature[i] = 20.0 * across.T @ across + 0.05 * np.outer(ridge, ridge)
+        slid[i] = truth + rng.uniform(0.1, 0.3) * ridge
+    common = {
+        "centres_zyx_um": np.zeros((n, 3)),
+        "sharpness": np.full(n, 2.0),
+        "curvature_per_um2": curvature,
+        "at_window_edge": np.zeros(n, bool),
+    }
+    lateral = TileShifts(shifts_zyx_um=slid, scores=np.full(n, 0.8), **common)
+    scores = np.full(n, 0.8)
+    scores[0] = 0.05  # an axial measurement without a peak moves nothing
+    axial = TileShifts(
+        shifts_zyx_um=np.tile(truth, (n, 1)) + rng.normal(0, 1e-4, (n, 3)),
+        scores=scores,
+        **common,
+    )
+    read = lateral_given_axial(lateral, axial, min_score=0.2)
+    assert np.abs(slid[1:, 1:] - truth[1:]).max() > 0.02  # the slide was real
+    np.testing.assert_allclose(
+        read.shifts_zyx_um[1:, 1:], np.tile(truth[1:], (n - 1, 1)), atol=2e-3
+    )
+    np.testing.assert_array_equal(read.shifts_zyx_um[0], slid[0])
+    # the axial measurement's noise, carried along each tile's lever, leaves
+    # less lateral information than the peak alone had; most along the lever
+    before = np.einsum("nii->n", curvature[1:, 1:, 1:])
+    after = np.einsum("nii->n", read.curvature_per_um2[1:, 1:, 1:])
+    assert np.all(after < before)
+    np.testing.assert_array_equal(read.curvature_per_um2[0], curvature[0])
