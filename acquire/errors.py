@@ -6,10 +6,12 @@ anything else that goes wrong is a crash (code 1).
 
 from __future__ import annotations
 
+from correlate.errors import HintedError
+
 __all__ = ["UserError", "user_error_types"]
 
 
-class UserError(Exception):
+class UserError(HintedError):
     """A mistake in what the user asked for: what, where, and how to fix it.
 
     Parameters
@@ -20,11 +22,6 @@ class UserError(Exception):
         How to fix it.
 
     """
-
-    def __init__(self, what: str, hint: str = "") -> None:
-        self.what = what.rstrip(". ")
-        self.hint = hint.strip()
-        super().__init__(f"{self.what}. {self.hint}".strip())
 
 
 def user_error_types() -> tuple[type[Exception], ...]:

@@ -6,10 +6,12 @@ Each carries one message: what is wrong, where, and how to fix it. Front ends
 
 from __future__ import annotations
 
+from correlate.errors import HintedError
+
 __all__ = ["CheckpointError", "EnhanceError", "VoxelSizeError"]
 
 
-class EnhanceError(Exception):
+class EnhanceError(HintedError):
     """A mistake in the data or options given to training, prediction or evaluation.
 
     Parameters
@@ -20,11 +22,6 @@ class EnhanceError(Exception):
         How to fix it.
 
     """
-
-    def __init__(self, what: str, hint: str = "") -> None:
-        self.what = what.rstrip(". ")
-        self.hint = hint.strip()
-        super().__init__(f"{self.what}. {self.hint}".strip())
 
 
 class CheckpointError(EnhanceError):

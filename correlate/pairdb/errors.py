@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from correlate.errors import HintedError
+
 __all__ = ["DuplicatePairError", "PairDatabaseError"]
 
 
-class PairDatabaseError(ValueError):
+class PairDatabaseError(HintedError, ValueError):
     """A pair database, a pair or an imported stack cannot be used as asked.
 
     ``str()`` is one message: what is wrong, the path or pair it concerns,
@@ -19,11 +21,6 @@ class PairDatabaseError(ValueError):
         How to fix it.
 
     """
-
-    def __init__(self, what: str, hint: str = "") -> None:
-        self.what = what.rstrip(". ")
-        self.hint = hint.strip()
-        super().__init__(f"{self.what}. {self.hint}".strip())
 
 
 class DuplicatePairError(PairDatabaseError):
