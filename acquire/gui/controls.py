@@ -154,7 +154,12 @@ class ControlPanel(QGroupBox):
         self.relocate = QPushButton("Relocate")
         self.paired = QPushButton("Paired acquisition")
         self.live = QPushButton("Live enhancement")
+        self.save_snap = QPushButton("Save snap...")
         self.snap.setToolTip("One frame from the camera")
+        self.save_snap.setToolTip(
+            "Write the last snap as an OME-TIFF (pixel size, stage position, "
+            "exposure, objective)"
+        )
         self.find_fiducials.setToolTip(
             "Scope A: find the holder's marks, write the session (marks, targets)"
         )
@@ -175,7 +180,14 @@ class ControlPanel(QGroupBox):
 
     def buttons(self) -> tuple[QPushButton, ...]:
         """The operation buttons, in panel order."""
-        return (self.snap, self.find_fiducials, self.relocate, self.paired, self.live)
+        return (
+            self.snap,
+            self.save_snap,
+            self.find_fiducials,
+            self.relocate,
+            self.paired,
+            self.live,
+        )
 
     def set_busy(self, busy: bool) -> None:
         """Disable every button while an operation runs."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
+    QFileDialog,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -95,6 +96,7 @@ class MainWindow(QMainWindow):
         self.config = Path(config)
         self.core: CMMCorePlus | None = core
         self._thread: OperationThread | None = None
+        self._last_snap: SnapResult | None = None
         self._on_success: Callable[[Any], None] = lambda _result: None
         self._dataset: Path | None = None
         self.setWindowTitle(f"pairscope - {self.config.name}")
@@ -119,6 +121,7 @@ class MainWindow(QMainWindow):
         self._build_layout()
 
         self.controls.snap.clicked.connect(self.snap)
+        self.controls.save_snap.clicked.connect(lambda: self.save_snap())
         self.controls.find_fiducials.clicked.connect(self.find_fiducials)
         self.controls.relocate.clicked.connect(self.relocate)
         self.controls.paired.clicked.connect(self.paired_acquisition)
@@ -176,6 +179,7 @@ class MainWindow(QMainWindow):
         self.controls.set_busy(self.busy())
         if not self.busy():
             self.controls.snap.setEnabled(self.core is not None)
+            self.controls.save_snap.setEnabled(self._last_snap is not None)
 
     def _open_core(self) -> None:
         from acquire.hardware.microscope import open_core
@@ -347,7 +351,46 @@ class MainWindow(QMainWindow):
 
     # -- results -------------------------------------------------------------
 
+    def save_snap(self, path: Path | None = None) -> Path | None:
+        """Write the last snap as an OME-TIFF; ask where if ``path`` is None.
+
+        A path given here must not exist; one chosen in the dialog may
+        replace a file (the dialog asked).
+
+        Returns
+        -------
+        Path or None
+            The file written, or None (nothing to save, cancelled, refused).
+
+        """
+        from acquire.storage.ome_tiff import write_ome_tiff
+
+        snap = self._last_snap
+        if snap is None or snap.ome is None:
+            self._show_message(
+                "no snap with a pixel size to save: snap first (the objective "
+                "needs a pixel-size configuration)",
+                error=True,
+            )
+            return None
+        overwrite = path is None
+        if path is None:
+            chosen, _ = QFileDialog.getSaveFileName(
+                self, "Save snap", "snap.ome.tif", "OME-TIFF (*.ome.tif *.ome.tiff)"
+            )
+            if not chosen:
+                return None
+            path = Path(chosen)
+        try:
+            write_ome_tiff(path, snap.ome, overwrite=overwrite)
+        except Exception as error:
+            self._show_message(describe_error(error), error=True)
+            return None
+        self._show_message(f"snap saved to {path}", error=False)
+        return path
+
     def _snapped(self, result: SnapResult) -> None:
+        self._last_snap = result
         x, y = result.stage_xy_um
         px = result.pixel_size_um or 1.0
         self.views.show_camera(

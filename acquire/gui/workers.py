@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pymmcore_plus import CMMCorePlus
 
     from acquire.hardware.controller import AcquisitionController
+    from acquire.storage.ome_tiff import OmeImage
     from acquire.storage.reader import StoredStack
     from acquire.storage.session import CorrelationSession
     from acquire.workflows.fiducial_search import FiducialSurvey
@@ -179,6 +180,8 @@ class SnapResult:
     image: NDArray[np.generic]
     pixel_size_um: float
     stage_xy_um: tuple[float, float]
+    #: the frame with its OME metadata, to save; None without a pixel size
+    ome: OmeImage | None = None
 
 
 def snap_task(core: CMMCorePlus) -> Task:
@@ -186,10 +189,14 @@ def snap_task(core: CMMCorePlus) -> Task:
 
     def run(signals: OperationSignals) -> SnapResult:
         from acquire.hardware.microscope import snap
+        from acquire.hardware.snapshot import snap_ome
 
-        image = snap(core)
         x, y = core.getXYPosition()
-        return SnapResult(image, float(core.getPixelSizeUm()), (float(x), float(y)))
+        pixel_size_um = float(core.getPixelSizeUm())
+        if pixel_size_um <= 0:  # shown, but nothing to save it with
+            return SnapResult(snap(core), pixel_size_um, (float(x), float(y)))
+        ome = snap_ome(core)
+        return SnapResult(ome.data[0], pixel_size_um, (float(x), float(y)), ome)
 
     return run
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from pymmcore_plus import CMMCorePlus
 
-__all__ = ["check_camera_exposure", "take_snapshot"]
+__all__ = ["check_camera_exposure", "snap_ome", "take_snapshot"]
 
 
 def _apply(option: str, action: Callable[[], object]) -> None:
@@ -150,31 +150,55 @@ def take_snapshot(
         if z is not None:
             _apply("--z", lambda: core.setPosition(z))
         core.waitForSystem()
-        desc = describe_scope(core)
-        if desc.pixel_size_um <= 0:
-            raise UserError(
-                f"objective {desc.current_objective!r} has no pixel size in {config}",
-                "Choose a configured objective with --objective, or add a "
-                "pixel-size configuration for it (docs/configs.md).",
-            )
-        image = snap(core)
-        x_um, y_um = core.getXYPosition()
-        return OmeImage(
-            data=image[np.newaxis],
-            pixel_size_um=desc.pixel_size_um,
-            z_step_um=None,
-            positions_um=[(float(x_um), float(y_um), float(core.getPosition()))],
-            exposure_ms=float(core.getExposure()),
-            objective=next(
-                (o for o in desc.objectives if o.label == desc.current_objective), None
-            ),
-            camera=desc.camera,
-            channel=core.getCurrentConfig(core.getChannelGroup())
-            if core.getChannelGroup()
-            else "",
-            annotations={
-                "pairscope.config": str(desc.config_file),
-                "pairscope.camera": desc.camera,
-                "pairscope.objective": desc.current_objective or "",
-            },
+        return snap_ome(core)
+
+
+def snap_ome(core: CMMCorePlus) -> OmeImage:
+    """Snap one image where the scope stands, with its OME metadata.
+
+    Parameters
+    ----------
+    core : CMMCorePlus
+        An open scope (settings, stage and objective as they are).
+
+    Returns
+    -------
+    OmeImage
+        One plane, shape (1, rows, columns): pixel size, stage position,
+        exposure, objective, camera, channel and the configuration file.
+
+    Raises
+    ------
+    UserError
+        The current objective has no pixel size.
+
+    """
+    desc = describe_scope(core)
+    if desc.pixel_size_um <= 0:
+        raise UserError(
+            f"objective {desc.current_objective!r} has no pixel size in "
+            f"{desc.config_file}",
+            "Choose a configured objective with --objective, or add a "
+            "pixel-size configuration for it (docs/configs.md).",
         )
+    image = snap(core)
+    x_um, y_um = core.getXYPosition()
+    return OmeImage(
+        data=image[np.newaxis],
+        pixel_size_um=desc.pixel_size_um,
+        z_step_um=None,
+        positions_um=[(float(x_um), float(y_um), float(core.getPosition()))],
+        exposure_ms=float(core.getExposure()),
+        objective=next(
+            (o for o in desc.objectives if o.label == desc.current_objective), None
+        ),
+        camera=desc.camera,
+        channel=core.getCurrentConfig(core.getChannelGroup())
+        if core.getChannelGroup()
+        else "",
+        annotations={
+            "pairscope.config": str(desc.config_file),
+            "pairscope.camera": desc.camera,
+            "pairscope.objective": desc.current_objective or "",
+        },
+    )

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
+import tifffile
 import typer
 import yaml
 from acquire_helpers import timeout_s
@@ -283,6 +285,42 @@ def test_snap_shows_the_camera_frame(
     r = np.corrcoef(shown.ravel().astype(float), fresh.ravel().astype(float))[0, 1]
     assert r > 0.9
     assert window.stage_map.stage_xy_um == pytest.approx(cell[:2], abs=0.1)
+
+
+def test_a_snap_is_saved_as_ome_tiff_and_never_overwrites(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    core = window.core
+    assert core is not None
+    assert not window.controls.save_snap.isEnabled()  # nothing snapped yet
+    click_and_wait(qtbot, window, window.controls.snap)
+    assert window.controls.save_snap.isEnabled()
+    target = tmp_path / "cell.ome.tif"
+    assert window.save_snap(target) == target
+    shown = window.views.camera.displayed_plane()
+    with tifffile.TiffFile(target) as tif:
+        pixels = tif.asarray()
+        ome = tif.ome_metadata
+    assert shown is not None
+    np.testing.assert_array_equal(pixels, shown)
+    # the pixel size and the stage position of the scope at the snap
+    root = ET.fromstring(ome)
+    pixels_el = next(e for e in root.iter() if e.tag.endswith("Pixels"))
+    plane = next(e for e in root.iter() if e.tag.endswith("Plane"))
+    assert float(pixels_el.get("PhysicalSizeX", "nan")) == pytest.approx(
+        core.getPixelSizeUm()
+    )
+    stage_xy = (
+        float(plane.get("PositionX", "nan")),
+        float(plane.get("PositionY", "nan")),
+    )
+    assert stage_xy == pytest.approx(tuple(core.getXYPosition()), abs=1e-6)
+    assert float(plane.get("ExposureTime", "nan")) == pytest.approx(core.getExposure())
+    # a path given again is refused with one message, the file untouched
+    before = target.read_bytes()
+    assert window.save_snap(target) is None
+    assert "already exists" in window.message_text()
+    assert target.read_bytes() == before
 
 
 def test_run_gui_runs_until_the_window_closes(
