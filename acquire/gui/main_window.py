@@ -121,6 +121,7 @@ class MainWindow(QMainWindow):
         self._build_layout()
 
         self.controls.snap.clicked.connect(self.snap)
+        self.stage_map.move_requested.connect(self.move_stage_to)
         self.controls.save_snap.clicked.connect(lambda: self.save_snap())
         self.controls.find_fiducials.clicked.connect(self.find_fiducials)
         self.controls.relocate.clicked.connect(self.relocate)
@@ -206,6 +207,46 @@ class MainWindow(QMainWindow):
         except RuntimeError:
             return
         self.stage_map.set_stage(float(x), float(y))
+
+    @Slot(float, float)
+    def move_stage_to(self, x_um: float, y_um: float) -> bool:
+        """Move the XY stage to a place on the map, inside its soft limits.
+
+        Returns
+        -------
+        bool
+            Whether the stage moved (not while an operation runs, not
+            without a microscope, not past the configuration's limits).
+
+        """
+        from acquire.hardware.autofocus import stage_limits_of
+
+        if self.busy():
+            self._show_message(
+                f"{self._thread.name if self._thread else 'an operation'} is "
+                "running; move the stage when it ends",
+                error=True,
+            )
+            return False
+        if (core := self._open_scope()) is None:
+            return False
+        problem = stage_limits_of(core).violation(x_um, y_um, None)
+        if problem is not None:
+            self._show_message(
+                f"refusing to move the stage: {problem} (the configuration's "
+                "StageLimitsUm)",
+                error=True,
+            )
+            return False
+        try:
+            core.setXYPosition(x_um, y_um)
+            core.waitForDevice(core.getXYStageDevice())
+        except RuntimeError as error:
+            self._show_message(describe_error(error), error=True)
+            return False
+        self.log.append_line(f"stage to x {x_um:.1f}, y {y_um:.1f} um")
+        self._refresh_stage()
+        return True
 
     # -- operations ----------------------------------------------------------
 

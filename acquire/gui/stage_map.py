@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QMouseEvent, QPainter, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 if TYPE_CHECKING:
@@ -64,12 +64,16 @@ def nice_length_um(at_most_um: float) -> float:
 class StageMap(QWidget):
     """Paints the holder's marks, the targets and the stage position.
 
+    A left click asks for the stage there: ``move_requested(x_um, y_um)``.
+
     Parameters
     ----------
     parent : QWidget, optional
         Qt parent.
 
     """
+
+    move_requested = Signal(float, float)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -129,6 +133,17 @@ class StageMap(QWidget):
         """Widget position of a stage position."""
         scale, off_x, off_y = self._transform()
         return QPointF(off_x + scale * x_um, off_y + scale * y_um)
+
+    def to_stage_um(self, point: QPointF) -> tuple[float, float]:
+        """Stage position of a widget position (the inverse of `to_pixels`)."""
+        scale, off_x, off_y = self._transform()
+        return ((point.x() - off_x) / scale, (point.y() - off_y) / scale)
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        """Ask for the stage at the clicked place (left button)."""
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.move_requested.emit(*self.to_stage_um(event.position()))
+        super().mousePressEvent(event)
 
     def scale_bar_um(self) -> float:
         """Length of the scale bar: a round number at most a fifth of the width."""

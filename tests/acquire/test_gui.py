@@ -323,6 +323,31 @@ def test_a_snap_is_saved_as_ome_tiff_and_never_overwrites(
     assert target.read_bytes() == before
 
 
+def test_a_click_on_the_stage_map_moves_the_stage_there(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    core = window.core
+    assert core is not None
+    x0, y0 = core.getXYPosition()
+    targets = [
+        MapTarget("a", (x0 - 300.0, y0 + 150.0)),
+        MapTarget("b", (x0 + 400.0, y0)),
+    ]
+    window.stage_map.set_targets(targets)
+    point = window.stage_map.to_pixels(*targets[1].xy_um)
+    qtbot.mouseClick(window.stage_map, Qt.MouseButton.LeftButton, pos=point.toPoint())
+    # where the click landed, to the map's pixel (it shows 700+ um in ~260 px)
+    span = window.stage_map.to_pixels(x0 + 100.0, y0).x()
+    um_per_px = 100.0 / (span - window.stage_map.to_pixels(x0, y0).x())
+    x, y = core.getXYPosition()
+    assert np.hypot(x - targets[1].xy_um[0], y - targets[1].xy_um[1]) <= um_per_px
+    assert window.stage_map.stage_xy_um == pytest.approx((x, y), abs=1e-6)
+    # past the configuration's soft limits: refused, one message, no move
+    assert not window.move_stage_to(1e9, y)
+    assert "refusing to move the stage" in window.message_text()
+    assert core.getXYPosition() == pytest.approx((x, y), abs=0.05)
+
+
 def test_run_gui_runs_until_the_window_closes(
     qapp: QApplication, widefield: Path
 ) -> None:
