@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from acquire.gui.controls import ControlPanel, PathField
 from acquire.gui.log_pane import LogPane
 from acquire.gui.messages import describe_error
+from acquire.gui.stage_jog import StageJog
 from acquire.gui.stage_map import MapTarget, StageMap
 from acquire.gui.target_table import TargetTable, outcome_text
 from acquire.gui.views import StackPairView
@@ -104,6 +105,7 @@ class MainWindow(QMainWindow):
 
         self.views = StackPairView()
         self.stage_map = StageMap()
+        self.jog = StageJog()
         self.table = TargetTable()
         self.controls = ControlPanel(holder)
         self.progress = QProgressBar()
@@ -122,6 +124,7 @@ class MainWindow(QMainWindow):
 
         self.controls.snap.clicked.connect(self.snap)
         self.stage_map.move_requested.connect(self.move_stage_to)
+        self.jog.jog_requested.connect(self.jog_by)
         self.controls.save_snap.clicked.connect(lambda: self.save_snap())
         self.controls.find_fiducials.clicked.connect(self.find_fiducials)
         self.controls.relocate.clicked.connect(self.relocate)
@@ -140,8 +143,9 @@ class MainWindow(QMainWindow):
     def _build_layout(self) -> None:
         right = QSplitter(Qt.Orientation.Vertical)
         right.addWidget(self.stage_map)
+        right.addWidget(self.jog)
         right.addWidget(self.table)
-        right.setSizes([520, 260])
+        right.setSizes([460, 90, 230])
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.views)
         top.addWidget(right)
@@ -178,6 +182,8 @@ class MainWindow(QMainWindow):
 
     def _refresh_buttons(self) -> None:
         self.controls.set_busy(self.busy())
+        for button in self.jog.buttons():
+            button.setEnabled(not self.busy() and self.core is not None)
         if not self.busy():
             self.controls.snap.setEnabled(self.core is not None)
             self.controls.save_snap.setEnabled(self._last_snap is not None)
@@ -208,6 +214,58 @@ class MainWindow(QMainWindow):
             return
         self.stage_map.set_stage(float(x), float(y))
 
+    @Slot(float, float, float)
+    def jog_by(self, dx_um: float, dy_um: float, dz_um: float) -> bool:
+        """Move the stage (dx, dy) or the focus (dz) by a step, inside the limits.
+
+        Returns
+        -------
+        bool
+            Whether it moved.
+
+        """
+        if (core := self._open_scope()) is None:
+            return False
+        if dz_um:
+            return self.move_focus_to(float(core.getPosition()) + dz_um)
+        x_um, y_um = core.getXYPosition()
+        return self.move_stage_to(float(x_um) + dx_um, float(y_um) + dy_um)
+
+    @Slot(float)
+    def move_focus_to(self, z_um: float) -> bool:
+        """Move the focus drive, inside its soft limits; whether it moved."""
+        from acquire.hardware.autofocus import stage_limits_of
+
+        if not self._may_move() or (core := self._open_scope()) is None:
+            return False
+        problem = stage_limits_of(core).violation(None, None, z_um)
+        if problem is not None:
+            self._show_message(
+                f"refusing to move the focus: {problem} (the configuration's "
+                "StageLimitsUm)",
+                error=True,
+            )
+            return False
+        try:
+            core.setPosition(z_um)
+            core.waitForDevice(core.getFocusDevice())
+        except RuntimeError as error:
+            self._show_message(describe_error(error), error=True)
+            return False
+        self.log.append_line(f"focus to z {z_um:.2f} um")
+        return True
+
+    def _may_move(self) -> bool:
+        """False (and say why) while an operation drives the scope."""
+        if self.busy():
+            self._show_message(
+                f"{self._thread.name if self._thread else 'an operation'} is "
+                "running; move the stage when it ends",
+                error=True,
+            )
+            return False
+        return True
+
     @Slot(float, float)
     def move_stage_to(self, x_um: float, y_um: float) -> bool:
         """Move the XY stage to a place on the map, inside its soft limits.
@@ -221,14 +279,7 @@ class MainWindow(QMainWindow):
         """
         from acquire.hardware.autofocus import stage_limits_of
 
-        if self.busy():
-            self._show_message(
-                f"{self._thread.name if self._thread else 'an operation'} is "
-                "running; move the stage when it ends",
-                error=True,
-            )
-            return False
-        if (core := self._open_scope()) is None:
+        if not self._may_move() or (core := self._open_scope()) is None:
             return False
         problem = stage_limits_of(core).violation(x_um, y_um, None)
         if problem is not None:

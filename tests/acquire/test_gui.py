@@ -348,6 +348,30 @@ def test_a_click_on_the_stage_map_moves_the_stage_there(
     assert core.getXYPosition() == pytest.approx((x, y), abs=0.05)
 
 
+def test_jog_buttons_move_the_stage_and_focus_by_their_steps(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    core = window.core
+    assert core is not None
+    jog = window.jog
+    jog.xy_step.setValue(25.0)
+    jog.z_step.setValue(0.5)
+    x0, y0 = core.getXYPosition()
+    z0 = core.getPosition()
+    for button in (jog.x_plus, jog.x_plus, jog.y_minus, jog.z_plus, jog.z_plus):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    # the demo stage moves in 15 nm steps
+    assert core.getXYPosition() == pytest.approx((x0 + 50.0, y0 - 25.0), abs=0.02)
+    assert core.getPosition() == pytest.approx(z0 + 1.0, abs=0.02)
+    assert window.stage_map.stage_xy_um == pytest.approx(
+        tuple(core.getXYPosition()), abs=1e-6
+    )
+    # past the focus drive's soft limits: refused, one message, no move
+    assert not window.move_focus_to(1e6)
+    assert "refusing to move the focus" in window.message_text()
+    assert core.getPosition() == pytest.approx(z0 + 1.0, abs=0.02)
+
+
 def test_run_gui_runs_until_the_window_closes(
     qapp: QApplication, widefield: Path
 ) -> None:
