@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         self.controls.snap.clicked.connect(self.snap)
         self.stage_map.move_requested.connect(self.move_stage_to)
         self.jog.jog_requested.connect(self.jog_by)
-        self.controls.save_snap.clicked.connect(lambda: self.save_snap())
+        self.controls.save_snap.clicked.connect(self._save_snap_clicked)
         self.controls.find_fiducials.clicked.connect(self.find_fiducials)
         self.controls.relocate.clicked.connect(self.relocate)
         self.controls.paired.clicked.connect(self.paired_acquisition)
@@ -442,6 +442,10 @@ class MainWindow(QMainWindow):
         self._start("live enhancement", task, self._enhanced_all)
 
     # -- results -------------------------------------------------------------
+
+    @Slot()
+    def _save_snap_clicked(self) -> None:
+        self.save_snap()
 
     def save_snap(self, path: Path | None = None) -> Path | None:
         """Write the last snap as an OME-TIFF; ask where if ``path`` is None.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QGridLayout,
@@ -44,12 +44,16 @@ class StageJog(QGroupBox):
         self.y_plus = QPushButton("y +")
         self.z_minus = QPushButton("z -")
         self.z_plus = QPushButton("z +")
-        self.x_minus.clicked.connect(lambda: self._jog(-1, 0, 0))
-        self.x_plus.clicked.connect(lambda: self._jog(1, 0, 0))
-        self.y_minus.clicked.connect(lambda: self._jog(0, -1, 0))
-        self.y_plus.clicked.connect(lambda: self._jog(0, 1, 0))
-        self.z_minus.clicked.connect(lambda: self._jog(0, 0, -1))
-        self.z_plus.clicked.connect(lambda: self._jog(0, 0, 1))
+        self._directions = {
+            self.x_minus: (-1, 0, 0),
+            self.x_plus: (1, 0, 0),
+            self.y_minus: (0, -1, 0),
+            self.y_plus: (0, 1, 0),
+            self.z_minus: (0, 0, -1),
+            self.z_plus: (0, 0, 1),
+        }
+        for button in self._directions:
+            button.clicked.connect(self._jog)
         layout = QGridLayout(self)
         layout.addWidget(QLabel("XY step (um)"), 0, 0)
         layout.addWidget(self.xy_step, 0, 1)
@@ -73,7 +77,11 @@ class StageJog(QGroupBox):
             self.z_plus,
         )
 
-    def _jog(self, sx: int, sy: int, sz: int) -> None:
+    @Slot()
+    def _jog(self) -> None:
+        # slots, not lambdas holding the widget: no reference cycles for
+        # Python's collector to break in the wrong order at exit
+        sx, sy, sz = self._directions[self.sender()]  # type: ignore[index]
         xy, z = self.xy_step.value(), self.z_step.value()
         self.jog_requested.emit(sx * xy, sy * xy, sz * z)
 
