@@ -234,37 +234,14 @@ class MainWindow(QMainWindow):
     @Slot(float)
     def move_focus_to(self, z_um: float) -> bool:
         """Move the focus drive, inside its soft limits; whether it moved."""
-        from acquire.hardware.autofocus import stage_limits_of
 
-        if not self._may_move() or (core := self._open_scope()) is None:
-            return False
-        problem = stage_limits_of(core).violation(None, None, z_um)
-        if problem is not None:
-            self._show_message(
-                f"refusing to move the focus: {problem} (the configuration's "
-                "StageLimitsUm)",
-                error=True,
-            )
-            return False
-        try:
+        def start(core: CMMCorePlus) -> str:
             core.setPosition(z_um)
-            core.waitForDevice(core.getFocusDevice())
-        except RuntimeError as error:
-            self._show_message(describe_error(error), error=True)
-            return False
-        self.log.append_line(f"focus to z {z_um:.2f} um")
-        return True
+            return str(core.getFocusDevice())
 
-    def _may_move(self) -> bool:
-        """False (and say why) while an operation drives the scope."""
-        if self.busy():
-            self._show_message(
-                f"{self._thread.name if self._thread else 'an operation'} is "
-                "running; move the stage when it ends",
-                error=True,
-            )
-            return False
-        return True
+        return self._move_within_limits(
+            "focus", (None, None, z_um), start, f"focus to z {z_um:.2f} um"
+        )
 
     @Slot(float, float)
     def move_stage_to(self, x_um: float, y_um: float) -> bool:
@@ -277,26 +254,59 @@ class MainWindow(QMainWindow):
             without a microscope, not past the configuration's limits).
 
         """
+
+        def start(core: CMMCorePlus) -> str:
+            core.setXYPosition(x_um, y_um)
+            return str(core.getXYStageDevice())
+
+        moved = self._move_within_limits(
+            "stage",
+            (x_um, y_um, None),
+            start,
+            f"stage to x {x_um:.1f}, y {y_um:.1f} um",
+        )
+        if moved:
+            self._refresh_stage()
+        return moved
+
+    def _move_within_limits(
+        self,
+        what: str,
+        target_um: tuple[float | None, float | None, float | None],
+        start: Callable[[CMMCorePlus], str],
+        done: str,
+    ) -> bool:
+        """Check ``target_um`` against the soft limits, then move and wait.
+
+        ``start`` starts the move and returns the device to wait for. Refused
+        (one message) while an operation runs, without a microscope, or past
+        the configuration's StageLimitsUm.
+        """
         from acquire.hardware.autofocus import stage_limits_of
 
-        if not self._may_move() or (core := self._open_scope()) is None:
+        if self.busy():
+            self._show_message(
+                f"{self._thread.name if self._thread else 'an operation'} is "
+                f"running; move the {what} when it ends",
+                error=True,
+            )
             return False
-        problem = stage_limits_of(core).violation(x_um, y_um, None)
+        if (core := self._open_scope()) is None:
+            return False
+        problem = stage_limits_of(core).violation(*target_um)
         if problem is not None:
             self._show_message(
-                f"refusing to move the stage: {problem} (the configuration's "
+                f"refusing to move the {what}: {problem} (the configuration's "
                 "StageLimitsUm)",
                 error=True,
             )
             return False
         try:
-            core.setXYPosition(x_um, y_um)
-            core.waitForDevice(core.getXYStageDevice())
+            core.waitForDevice(start(core))
         except RuntimeError as error:
             self._show_message(describe_error(error), error=True)
             return False
-        self.log.append_line(f"stage to x {x_um:.1f}, y {y_um:.1f} um")
-        self._refresh_stage()
+        self.log.append_line(done)
         return True
 
     # -- operations ----------------------------------------------------------
