@@ -13,7 +13,62 @@ from acquire.errors import UserError
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["check_adapter_paths", "check_output_file", "check_output_folder"]
+__all__ = [
+    "check_adapter_paths",
+    "check_new_file",
+    "check_output_file",
+    "check_output_folder",
+]
+
+
+def check_new_file(
+    out: Path,
+    *,
+    what: str = "output file",
+    option: str = "--out",
+    overwrite: bool | None = None,
+) -> Path:
+    """Check that a file may be written at ``out``; return it absolute.
+
+    Parameters
+    ----------
+    out : Path
+        Requested file.
+    what : str
+        What the file is, for the message (``"model file"``).
+    option : str
+        The option that named it, for the hint.
+    overwrite : bool or None
+        Whether an existing file may be replaced; ``None``: never, and the
+        command has no ``--overwrite`` to offer.
+
+    Returns
+    -------
+    Path
+        The absolute path.
+
+    Raises
+    ------
+    UserError
+        A folder in the way, an existing file (unless ``overwrite``), or a
+        missing parent folder.
+
+    """
+    path = out.expanduser().absolute()
+    if path.is_dir():
+        raise UserError(f"{option} {str(path)!r} is a folder", "Give a file name.")
+    if path.exists() and not overwrite:
+        replace = "" if overwrite is None else ", or pass --overwrite to replace it"
+        raise UserError(
+            f"{what} {str(path)!r} already exists",
+            f"Choose another {option}{replace}.",
+        )
+    if not path.parent.is_dir():
+        raise UserError(
+            f"the folder {str(path.parent)!r} of {option} does not exist",
+            f"Create it first or choose another {option}.",
+        )
+    return path
 
 
 def check_output_file(out: Path, *, overwrite: bool) -> Path:
@@ -34,29 +89,16 @@ def check_output_file(out: Path, *, overwrite: bool) -> Path:
     Raises
     ------
     UserError
-        Wrong extension, missing folder, a folder in the way, or an existing
-        file without ``overwrite``.
+        Wrong extension, or see `check_new_file`.
 
     """
-    path = out.expanduser().absolute()
-    if not path.name.lower().endswith((".ome.tif", ".ome.tiff")):
+    name = out.expanduser().name
+    if not name.lower().endswith((".ome.tif", ".ome.tiff")):
         raise UserError(
             f"output file {str(out)!r} must end in .ome.tif or .ome.tiff",
-            f"Use e.g. --out {path.name.split('.')[0] or 'image'}.ome.tif.",
+            f"Use e.g. --out {name.split('.')[0] or 'image'}.ome.tif.",
         )
-    if not path.parent.is_dir():
-        raise UserError(
-            f"output folder {str(path.parent)!r} does not exist",
-            "Create it first or choose another --out.",
-        )
-    if path.is_dir():
-        raise UserError(f"output {str(path)!r} is a folder", "Give a file name.")
-    if path.exists() and not overwrite:
-        raise UserError(
-            f"output file {str(path)!r} already exists",
-            "Choose another --out, or pass --overwrite to replace it.",
-        )
-    return path
+    return check_new_file(out, overwrite=overwrite)
 
 
 def check_output_folder(out: Path) -> Path:

@@ -206,45 +206,25 @@ def evaluate(
     model_seconds = 0.0
     model_voxels = 0
     for pair in test_pairs:
-        scored = (
-            (slice(None),) * 3
-            if score_crop_yx is None
-            else central_yx_window(pair.confocal.shape, score_crop_yx)
-        )
-        target = np.asarray(pair.confocal, dtype=np.float64)[scored]
-        prediction = enhancer.predict(
-            pair.widefield,
-            voxel_size_um=pair.voxel_size_um,
+        scored = _score_pair(
+            pair,
+            enhancer,
+            baseline,
+            methods=methods,
+            score_crop_yx=score_crop_yx,
             tile_shape=tile_shape,
             overlap=overlap,
             batch_size=batch_size,
         )
-        model_seconds += prediction.seconds
+        evaluations.append(scored.evaluation)
+        model_seconds += scored.model_seconds
         model_voxels += pair.n_voxels
-        outputs = {
-            "widefield": pair.widefield[scored],
-            "richardson_lucy": baseline.deconvolve(pair)[scored],
-            "model": prediction.image[scored],
-        }
-        if transfer is not None:
-            norm = enhancer.checkpoint.normalization
-            outputs[LINEAR_FILTER] = transfer.apply(
-                norm.apply(np.asarray(pair.widefield, dtype=np.float32))
-            )[scored]
-        evaluations.append(
-            PairEvaluation(
-                pair_id=pair.pair_id,
-                cell_id=pair.cell_id,
-                metrics={
-                    name: image_metrics(outputs[name], target) for name in methods
-                },
-            )
-        )
         if pair.pair_id == shown:
             figure_stacks = {
-                name: match_intensity(outputs[name], target) for name in METHODS
+                name: match_intensity(scored.outputs[name], scored.target)
+                for name in METHODS
             }
-            figure_stacks["confocal"] = target
+            figure_stacks["confocal"] = scored.target
             figure_voxel = pair.voxel_size_um
         step_done()
     figure_png = out / "comparison.png"
@@ -274,6 +254,58 @@ def evaluate(
         report_json=report_json,
         figure_png=figure_png,
     )
+
+
+@dataclass(frozen=True, eq=False)
+class _ScoredPair:
+    evaluation: PairEvaluation
+    outputs: dict[str, NDArray[np.float32]]
+    target: NDArray[np.float64]
+    model_seconds: float
+
+
+def _score_pair(
+    pair: TrainingPair,
+    enhancer: Enhancer,
+    baseline: _Baseline,
+    *,
+    methods: Sequence[str],
+    score_crop_yx: int | None,
+    tile_shape: tuple[int, int, int] | None,
+    overlap: tuple[int, int, int] | None,
+    batch_size: int,
+) -> _ScoredPair:
+    """Run every method on one pair and score it against the confocal."""
+    scored = (
+        (slice(None),) * 3
+        if score_crop_yx is None
+        else central_yx_window(pair.confocal.shape, score_crop_yx)
+    )
+    target = np.asarray(pair.confocal, dtype=np.float64)[scored]
+    prediction = enhancer.predict(
+        pair.widefield,
+        voxel_size_um=pair.voxel_size_um,
+        tile_shape=tile_shape,
+        overlap=overlap,
+        batch_size=batch_size,
+    )
+    outputs = {
+        "widefield": pair.widefield[scored],
+        "richardson_lucy": baseline.deconvolve(pair)[scored],
+        "model": prediction.image[scored],
+    }
+    transfer = enhancer.checkpoint.transfer
+    if transfer is not None:
+        norm = enhancer.checkpoint.normalization
+        outputs[LINEAR_FILTER] = transfer.apply(
+            norm.apply(np.asarray(pair.widefield, dtype=np.float32))
+        )[scored]
+    evaluation = PairEvaluation(
+        pair_id=pair.pair_id,
+        cell_id=pair.cell_id,
+        metrics={name: image_metrics(outputs[name], target) for name in methods},
+    )
+    return _ScoredPair(evaluation, outputs, target, prediction.seconds)
 
 
 class _Baseline:

@@ -11,11 +11,13 @@ voxels.
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from correlate.json_values import plain_json
+from enhance.errors import EnhanceError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -58,7 +60,9 @@ def write_report(out: Path, payload: dict[str, Any]) -> tuple[Path, Path]:
         The JSON and Markdown files.
 
     """
-    clean = _jsonable(payload)
+    clean = plain_json(
+        payload, where="the evaluation report", non_finite="null", error=EnhanceError
+    )
     report_json = out / "report.json"
     report_json.write_text(
         json.dumps(clean, indent=2, allow_nan=False) + "\n", encoding="utf-8"
@@ -66,20 +70,6 @@ def write_report(out: Path, payload: dict[str, Any]) -> tuple[Path, Path]:
     report_md = out / "report.md"
     report_md.write_text(report_markdown(clean), encoding="utf-8")
     return report_json, report_md
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, float):
-        return _finite_or_none(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    return obj
 
 
 def _to_uint8(image: NDArray[np.float64], low: float, high: float) -> NDArray[np.uint8]:

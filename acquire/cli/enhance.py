@@ -39,7 +39,7 @@ from rich.table import Table
 
 from acquire.cli.common import console, err_console, flag, handle_errors
 from acquire.errors import UserError
-from acquire.paths import check_output_folder
+from acquire.paths import check_new_file, check_output_folder
 from acquire.storage.recorded_paths import record_path
 from enhance.recipe import RECIPE
 
@@ -86,20 +86,8 @@ def _load_split(
     return db, pairs
 
 
-def _check_new_file(out: Path, *, overwrite: bool) -> Path:
-    path = out.expanduser().absolute()
-    if path.is_dir():
-        raise UserError(f"--out {str(path)!r} is a folder", "Give a model file name.")
-    if path.exists() and not overwrite:
-        raise UserError(
-            f"model file {str(path)!r} already exists",
-            "Choose another --out, or pass --overwrite to replace it.",
-        )
-    if not path.parent.is_dir():
-        raise UserError(
-            f"parent folder {str(path.parent)!r} of --out does not exist",
-            "Create it first or choose another --out.",
-        )
+def _check_new_model_file(out: Path, *, overwrite: bool) -> Path:
+    path = check_new_file(out, what="model file", overwrite=overwrite)
     try:  # a probe: permission bits do not tell on every system (Windows ACLs)
         with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".pairscope-probe-"):
             pass
@@ -225,7 +213,7 @@ def train(
     from enhance.training import TrainingConfig, run_fingerprint, train_model
     from enhance.unet import UNetConfig
 
-    target = _check_new_file(out, overwrite=overwrite)
+    target = _check_new_model_file(out, overwrite=overwrite)
     _check_positive("--max-minutes", max_minutes)
     _check_positive("--lr", learning_rate)
     _check_positive("--snapshot-minutes", snapshot_minutes)

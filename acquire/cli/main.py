@@ -34,7 +34,12 @@ from acquire.cli.gui import gui
 from acquire.cli.pairs import pairs_app
 from acquire.errors import UserError
 from acquire.hardware.retry import RetryPolicy
-from acquire.paths import check_adapter_paths, check_output_file, check_output_folder
+from acquire.paths import (
+    check_adapter_paths,
+    check_new_file,
+    check_output_file,
+    check_output_folder,
+)
 from acquire.sequence.limits import SequenceLimits
 from acquire.workflows.demo_options import SAMPLE_MEDIA, check_sample_medium, check_seed
 
@@ -452,8 +457,7 @@ def fiducials_command(
     from acquire.workflows.flat_fields import parse_flat_field_specs
     from acquire.workflows.relocation import load_holder, load_targets, record_fiducials
 
-    if out.exists():
-        raise UserError(f"{out} already exists", "Choose another --out.")
+    check_new_file(out, what="session file")
     flats = parse_flat_field_specs(flat_field or [])
     session, found = record_fiducials(
         config,

@@ -20,7 +20,7 @@ from acquire.cli.common import (
     handle_errors,
 )
 from acquire.errors import UserError
-from acquire.paths import check_output_folder
+from acquire.paths import check_new_file, check_output_folder
 from correlate.pairdb import SPLITS
 
 if TYPE_CHECKING:
@@ -253,13 +253,7 @@ def show_pair(
     ] = None,
 ) -> None:
     """Write a PNG montage of an aligned pair, XY and XZ."""
-    target = Path(out or f"{pair_id}.png")
-    if target.exists():
-        raise UserError(f"{target} already exists", "Choose another --out file.")
-    if not target.parent.is_dir():
-        raise UserError(
-            f"the folder of {target} does not exist", "Create it or choose another."
-        )
+    target = check_new_file(Path(out or f"{pair_id}.png"), what="PNG file")
     from correlate.pairdb import PairDatabase
 
     written = PairDatabase.open(database).write_montage(pair_id, target)

@@ -18,6 +18,7 @@ import yaml
 
 from acquire.errors import UserError
 from acquire.hardware.microscope import objective_device, use_scope
+from acquire.paths import check_new_file
 from acquire.sequence.read import load_sequence
 from acquire.storage.recorded_paths import record_path
 from acquire.storage.session import (
@@ -282,13 +283,7 @@ def check_export(path: Path | None, template: Path | None) -> None:
         load_sequence(template)  # its own clear message if it is not a sequence
     if path is None:
         return
-    if Path(path).exists():
-        raise UserError(f"{path} already exists", "Choose another --export path.")
-    if not Path(path).absolute().parent.is_dir():
-        raise UserError(
-            f"the folder of --export {path} does not exist",
-            "Create it first, or choose another --export path.",
-        )
+    check_new_file(Path(path), what="sequence file", option="--export")
 
 
 def export_sequence(
@@ -307,6 +302,5 @@ def export_sequence(
         }
         for t in targets
     ]
-    if Path(path).exists():
-        raise UserError(f"{path} already exists", "Choose another --export path.")
+    check_new_file(Path(path), what="sequence file", option="--export")
     Path(path).write_text(yaml.safe_dump(data, sort_keys=False))

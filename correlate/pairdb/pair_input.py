@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from correlate.json_values import plain_json
 from correlate.pairdb.catalog import stack_columns
 from correlate.pairdb.errors import PairDatabaseError
-from correlate.pairdb.records import StackMeta, check_voxel_size, json_safe
+from correlate.pairdb.records import StackMeta, check_voxel_size
 from correlate.pairdb.store import pair_sha256
 
 __all__ = ["PAIR_SUFFIX", "PreparedPair", "prepare_pair"]
@@ -150,7 +151,14 @@ def prepare_pair(
             "{'matrix': [[...]], 'kind': 'rigid'}.",
         )
     transform_json = json.dumps(
-        json_safe(dict(transform), where="transform"), sort_keys=True, allow_nan=False
+        plain_json(
+            dict(transform),
+            where="transform",
+            non_finite="refuse",
+            error=PairDatabaseError,
+        ),
+        sort_keys=True,
+        allow_nan=False,
     )
     metric_values = _check_metrics(metrics)
     data_sha256 = pair_sha256(wf, cf)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from correlate.pairdb.errors import PairDatabaseError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 __all__ = [
@@ -21,7 +19,6 @@ __all__ = [
     "PairRecord",
     "StackMeta",
     "check_voxel_size",
-    "json_safe",
 ]
 
 #: Channel order of every stored pair (axis c).
@@ -218,58 +215,3 @@ def check_voxel_size(value: Any, where: str) -> tuple[float, float, float]:
             "Pass (dz, dy, dx) in micrometers.",
         )
     return voxel
-
-
-def json_safe(value: Any, *, where: str) -> Any:
-    """Return ``value`` as plain JSON values (NumPy numbers and arrays converted).
-
-    Parameters
-    ----------
-    value : Any
-        Mappings with text keys, sequences, numbers, text, booleans, None.
-    where : str
-        What the value is, for the error message.
-
-    Returns
-    -------
-    Any
-        A value `json.dumps` accepts with ``allow_nan=False``.
-
-    Raises
-    ------
-    PairDatabaseError
-        A non-finite number, a non-text key or a value with no JSON form.
-
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        if not math.isfinite(number):
-            raise PairDatabaseError(
-                f"{where} holds the non-finite number {number}",
-                "JSON cannot hold NaN or infinity; use None for unknown values.",
-            )
-        return number
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist(), where=where)
-    if isinstance(value, Mapping):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise PairDatabaseError(
-                    f"{where} has the key {key!r}, which is not text",
-                    "Use text keys.",
-                )
-            out[key] = json_safe(item, where=f"{where}[{key!r}]")
-        return out
-    if isinstance(value, Sequence):
-        return [json_safe(item, where=where) for item in value]
-    raise PairDatabaseError(
-        f"{where} holds a {type(value).__name__}, which has no JSON form",
-        "Pass numbers, text, booleans, None, lists or mappings of them.",
-    )

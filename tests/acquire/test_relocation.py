@@ -188,8 +188,8 @@ def test_search_never_leaves_the_soft_limits(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (["--export", "exists.yaml"], "exists.yaml already exists"),
-        (["--export", "nowhere/out.yaml"], "the folder of --export"),
+        (["--export", "exists.yaml"], "exists.yaml' already exists"),
+        (["--export", "nowhere/out.yaml"], "of --export does not exist"),
         (["--export", "out.yaml", "--template", "bad.yaml"], "bad.yaml"),
         (["--template", "good.yaml"], "--template is used only with --export"),
     ],
