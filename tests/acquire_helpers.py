@@ -18,12 +18,16 @@ import zarr
 
 from acquire.hardware.microscope import close_core, open_core
 from acquire.sim import groundtruth
+from acquire.workflows.demo import FAST_STAGE_VELOCITY
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDEFIELD = ROOT / "hardware_configs" / "demo_widefield.cfg"
+#: Config line that makes the demo XY stage arrive at once (as the demo does
+#: without real timing); the tests time nothing.
+FAST_STAGE = f"Property,XYStage,Velocity,{FAST_STAGE_VELOCITY}\n"
 
 
 def small_config(
@@ -34,7 +38,9 @@ def small_config(
     text += (
         f"\n#py Property,Camera,SensorWidthPx,{sensor_px}"
         f"\n#py Property,Camera,SensorHeightPx,{sensor_px}"
-        f"\n#py Property,Camera,RealTiming,{'Yes' if real_timing else 'No'}\n" + extra
+        f"\n#py Property,Camera,RealTiming,{'Yes' if real_timing else 'No'}\n"
+        + ("" if real_timing else FAST_STAGE)
+        + extra
     )
     path = tmp_path / f"small_widefield_{sensor_px}.cfg"
     path.write_text(text)

@@ -267,7 +267,10 @@ def demo(
     ] = None,
     real_timing: Annotated[
         bool,
-        flag("--real-timing", help="Wait real exposure times (slower)."),
+        flag(
+            "--real-timing",
+            help="Wait real exposure times and stage travel (slower).",
+        ),
     ] = False,
     sample_medium: Annotated[
         str,

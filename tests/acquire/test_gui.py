@@ -20,7 +20,7 @@ import pytest
 import tifffile
 import typer
 import yaml
-from acquire_helpers import timeout_s
+from acquire_helpers import FAST_STAGE, timeout_s
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QPushButton
 from typer.testing import CliRunner
@@ -59,7 +59,7 @@ def small_scope(folder: Path, name: str, seed: int, sensor_px: int = 256) -> Pat
         "\n#py Property,Camera,RealTiming,No"
         # a sample mounted within 150 um of nominal: a short search (speed only;
         # tests/acquire/test_relocation.py covers the full range)
-        "\n#py Property,Camera,MountMaxTranslationUm,150\n"
+        "\n#py Property,Camera,MountMaxTranslationUm,150\n" + FAST_STAGE
     )
     if name == "widefield":  # the confocal keeps its 51 um field: marks are 30 um
         text += f"#py Property,Camera,SensorWidthPx,{sensor_px}\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from acquire_helpers import pairscope
+from acquire_helpers import FAST_STAGE, pairscope
 from typer.testing import CliRunner
 
 from acquire.cli.main import app
@@ -37,6 +37,7 @@ def small_scope(tmp_path: Path, name: str, seed: int) -> Path:
     text = (ROOT / "hardware_configs" / f"demo_{name}.cfg").read_text()
     text += (
         f"\n#py Property,Camera,MountSeed,{seed}\n#py Property,Camera,RealTiming,No\n"
+        + FAST_STAGE
     )
     path = tmp_path / f"{name}.cfg"
     path.write_text(text)

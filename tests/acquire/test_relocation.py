@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from acquire_helpers import pairscope
+from acquire_helpers import FAST_STAGE, pairscope
 from typer.testing import CliRunner
 
 from acquire.errors import UserError
@@ -37,7 +37,7 @@ def mounted(tmp_path: Path, name: str, seed: int, extra: str = "") -> Path:
     text += (
         f"\n#py Property,Camera,MountSeed,{seed}"
         "\n#py Property,Camera,MountMaxRotationDeg,180"
-        "\n#py Property,Camera,RealTiming,No\n" + extra
+        "\n#py Property,Camera,RealTiming,No\n" + FAST_STAGE + extra
     )
     path = tmp_path / f"{name}_{seed}.cfg"
     path.write_text(text)
