@@ -819,7 +819,7 @@ def enhance(
         str,
         typer.Option(
             "--engine",
-            help="auto (ONNX Runtime on CPU when installed), torch or onnxruntime.",
+            help="auto (torch, the faster on CPU), torch or onnxruntime.",
         ),
     ] = "auto",
 ) -> None:
