@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal, Protocol, get_args
 import numpy as np
 import torch
 
+from enhance.device import place_model, to_device
 from enhance.errors import EnhanceError
 
 if TYPE_CHECKING:
@@ -73,23 +74,12 @@ class TorchEngine:
     name = "torch"
 
     def __init__(self, model: torch.nn.Module, device: torch.device) -> None:
-        self.model = model
+        self.model = place_model(model, device)
         self.device = device
-        # oneDNN's 3-D convolutions on the CPU run about twice as fast on
-        # channels-last tensors (bench/engines.py); the values are the same
-        self.memory_format = (
-            torch.channels_last_3d if device.type == "cpu" else torch.contiguous_format
-        )
-        # Module.to takes memory_format at run time; torch's stubs omit it
-        self.model.to(memory_format=self.memory_format)  # type: ignore[call-overload]
 
     def run(self, batch: NDArray[np.float32], *, amp: bool) -> NDArray[np.float32]:
         """See `InferenceEngine.run`; ``amp``: fp16 autocast on CUDA."""
-        x = (
-            torch.from_numpy(np.ascontiguousarray(batch))
-            .to(self.device)
-            .contiguous(memory_format=self.memory_format)
-        )
+        x = to_device(batch, self.device)
         with torch.no_grad():
             if amp and self.device.type == "cuda":
                 with torch.autocast(device_type="cuda", dtype=torch.float16):

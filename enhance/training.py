@@ -36,7 +36,7 @@ import torch
 
 from enhance.checkpoint import Checkpoint, TrainingProvenance
 from enhance.data import TrainingPair, common_voxel_size_um
-from enhance.device import configure_threads, select_device
+from enhance.device import configure_threads, place_model, select_device, to_device
 from enhance.errors import EnhanceError
 from enhance.losses import LOSSES, LossName, make_loss
 from enhance.normalization import PercentileNormalization
@@ -357,7 +357,7 @@ def batched_loss(
     total = 0.0
     with torch.no_grad():
         for start in range(0, len(xs), batch_size):
-            x = torch.from_numpy(xs[start : start + batch_size]).to(device)
+            x = to_device(xs[start : start + batch_size], device)
             y = torch.from_numpy(ys[start : start + batch_size, None]).to(device)
             with _autocast(device, amp):
                 pred = model(x)
@@ -463,7 +463,7 @@ def fit_network(
 
     """
     fit_started = time.perf_counter()
-    model = model.to(device)
+    model = place_model(model, device)
     optimiser = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimiser, factor=0.5, patience=max(1, settings.patience // 2)
@@ -508,7 +508,7 @@ def fit_network(
         model.train()
         running = 0.0
         for step in range(settings.steps_per_epoch):
-            x = torch.from_numpy(xs[step * n : (step + 1) * n]).to(device)
+            x = to_device(xs[step * n : (step + 1) * n], device)
             y = torch.from_numpy(ys[step * n : (step + 1) * n, None]).to(device)
             optimiser.zero_grad(set_to_none=True)
             with _autocast(device, settings.amp):
