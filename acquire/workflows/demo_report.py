@@ -232,15 +232,19 @@ def write_report(record: DemoRecord, *, say: Callable[[str], None]) -> dict[str,
 
 def _checks(metrics: dict[str, Any]) -> dict[str, bool]:
     mean = metrics["enhancement"].get("mean", {})
-    model_psnr = mean.get("model", {}).get("psnr_db", float("nan"))
-    rl_psnr = mean.get("richardson_lucy", {}).get("psnr_db", float("nan"))
+    model, rl = mean.get("model", {}), mean.get("richardson_lucy", {})
+    # NaN (nothing scored) compares False: the check fails
+    beats = all(
+        model.get(name, float("nan")) > rl.get(name, float("nan"))
+        for name in ("psnr_db", "ssim")
+    )
     return {
         "relocation": metrics["relocation"]["lateral_rms_um"]
         <= THRESHOLDS["relocation_lateral_rms_um_max"],
         "registration": metrics["registration"]["accepted"] > 0
         and metrics["registration"]["lateral_rms_px"]
         <= THRESHOLDS["registration_lateral_rms_px_max"],
-        "model_beats_richardson_lucy": bool(model_psnr > rl_psnr),
+        "model_beats_richardson_lucy": beats,
     }
 
 

@@ -65,6 +65,7 @@ def test_quick_demo_meets_its_thresholds(tmp_path: Path) -> None:
     # raw wide-field and than Richardson-Lucy with the known PSF
     mean = report["enhancement"]["mean"]
     assert mean["model"]["psnr_db"] > mean["richardson_lucy"]["psnr_db"]
+    assert mean["model"]["ssim"] > mean["richardson_lucy"]["ssim"]
     assert mean["model"]["psnr_db"] > mean["widefield"]["psnr_db"]
     assert mean["model"]["pearson_r"] > mean["widefield"]["pearson_r"]
     assert report["checks"]["model_beats_richardson_lucy"]
@@ -107,3 +108,25 @@ def test_work_folders_of_stopped_demos_are_removed_but_not_a_running_ones(
     assert not stopped.exists() and running.is_dir() and other.is_dir()
     # once that demo is gone too, its folder is abandoned
     assert remove_abandoned_partials(out) == [running]
+
+
+def test_the_model_must_beat_richardson_lucy_on_psnr_and_ssim() -> None:
+    from acquire.workflows.demo_report import _checks
+
+    def checks(model: dict[str, float], rl: dict[str, float]) -> bool:
+        metrics = {
+            "relocation": {"lateral_rms_um": 0.1},
+            "registration": {"accepted": 1, "lateral_rms_px": 0.1},
+            "enhancement": {"mean": {"model": model, "richardson_lucy": rl}},
+        }
+        return _checks(metrics)["model_beats_richardson_lucy"]
+
+    assert checks({"psnr_db": 40, "ssim": 0.9}, {"psnr_db": 38, "ssim": 0.8})
+    # the issue-21 case: more PSNR, less SSIM
+    won_psnr_lost_ssim = (
+        {"psnr_db": 31.7, "ssim": 0.805},
+        {"psnr_db": 31.6, "ssim": 0.832},
+    )
+    assert not checks(*won_psnr_lost_ssim)
+    assert not checks({"psnr_db": 30, "ssim": 0.9}, {"psnr_db": 31, "ssim": 0.8})
+    assert not checks({}, {})  # nothing scored
