@@ -30,21 +30,54 @@ WIDEFIELD = ROOT / "hardware_configs" / "demo_widefield.cfg"
 FAST_STAGE = f"Property,XYStage,Velocity,{FAST_STAGE_VELOCITY}\n"
 
 
+def demo_scope(
+    folder: Path,
+    name: str = "widefield",
+    *,
+    filename: str | None = None,
+    extra: str = "",
+    **camera: object,
+) -> Path:
+    """A shipped demo config with the simulated camera's properties set.
+
+    Parameters
+    ----------
+    folder : Path
+        Where the config is written.
+    name : str
+        ``"widefield"`` or ``"confocal"`` (``hardware_configs/demo_NAME.cfg``).
+    filename : str, optional
+        File name (default ``NAME.cfg``).
+    extra : str
+        Config lines appended last.
+    **camera
+        ``Camera`` properties (``MountSeed=31``, ``SensorWidthPx=96``...), in
+        order; ``RealTiming`` defaults to ``"No"``, and without real timing the
+        XY stage arrives at once (`FAST_STAGE`).
+
+    """
+    text = (ROOT / "hardware_configs" / f"demo_{name}.cfg").read_text()
+    camera.setdefault("RealTiming", "No")
+    text += "\n" + "".join(f"#py Property,Camera,{k},{v}\n" for k, v in camera.items())
+    if camera["RealTiming"] == "No":
+        text += FAST_STAGE
+    path = folder / (filename or f"{name}.cfg")
+    path.write_text(text + extra)
+    return path
+
+
 def small_config(
     tmp_path: Path, *, sensor_px: int = 96, real_timing: bool = False, extra: str = ""
 ) -> Path:
     """The demo wide-field config with a small sensor (fast tests)."""
-    text = WIDEFIELD.read_text()
-    text += (
-        f"\n#py Property,Camera,SensorWidthPx,{sensor_px}"
-        f"\n#py Property,Camera,SensorHeightPx,{sensor_px}"
-        f"\n#py Property,Camera,RealTiming,{'Yes' if real_timing else 'No'}\n"
-        + ("" if real_timing else FAST_STAGE)
-        + extra
+    return demo_scope(
+        tmp_path,
+        filename=f"small_widefield_{sensor_px}.cfg",
+        extra=extra,
+        SensorWidthPx=sensor_px,
+        SensorHeightPx=sensor_px,
+        RealTiming="Yes" if real_timing else "No",
     )
-    path = tmp_path / f"small_widefield_{sensor_px}.cfg"
-    path.write_text(text)
-    return path
 
 
 def cell_positions(

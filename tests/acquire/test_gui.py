@@ -20,7 +20,7 @@ import pytest
 import tifffile
 import typer
 import yaml
-from acquire_helpers import FAST_STAGE, timeout_s
+from acquire_helpers import demo_scope, timeout_s
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QPushButton
 from typer.testing import CliRunner
@@ -53,20 +53,22 @@ OPERATION_TIMEOUT_MS = round(timeout_s(120) * 1000)
 
 def small_scope(folder: Path, name: str, seed: int, sensor_px: int = 256) -> Path:
     """A demo scope with its own mount; the wide-field one with a 256 px sensor."""
-    text = (ROOT / "hardware_configs" / f"demo_{name}.cfg").read_text()
-    text += (
-        f"\n#py Property,Camera,MountSeed,{seed}"
-        "\n#py Property,Camera,RealTiming,No"
+    # the confocal keeps its 51 um field: marks are 30 um
+    sensor = (
+        {"SensorWidthPx": sensor_px, "SensorHeightPx": sensor_px}
+        if name == "widefield"
+        else {}
+    )
+    return demo_scope(
+        folder,
+        name,
+        filename=f"{name}_{sensor_px}.cfg",
+        MountSeed=seed,
         # a sample mounted within 150 um of nominal: a short search (speed only;
         # tests/acquire/test_relocation.py covers the full range)
-        "\n#py Property,Camera,MountMaxTranslationUm,150\n" + FAST_STAGE
+        MountMaxTranslationUm=150,
+        **sensor,
     )
-    if name == "widefield":  # the confocal keeps its 51 um field: marks are 30 um
-        text += f"#py Property,Camera,SensorWidthPx,{sensor_px}\n"
-        text += f"#py Property,Camera,SensorHeightPx,{sensor_px}\n"
-    path = folder / f"{name}_{sensor_px}.cfg"
-    path.write_text(text)
-    return path
 
 
 def cell_sequence(path: Path, config: Path, cells: list[int]) -> Path:

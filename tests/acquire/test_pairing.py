@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from acquire_helpers import FAST_STAGE, pairscope
+from acquire_helpers import demo_scope, pairscope
 from typer.testing import CliRunner
 
 from acquire.cli.main import app
@@ -34,14 +34,7 @@ BIAS_UM = 2.0  # a systematic error of scope A's mark positions
 
 def small_scope(tmp_path: Path, name: str, seed: int) -> Path:
     """A demo scope with its own mount (full 512 px fields: marks must fit)."""
-    text = (ROOT / "hardware_configs" / f"demo_{name}.cfg").read_text()
-    text += (
-        f"\n#py Property,Camera,MountSeed,{seed}\n#py Property,Camera,RealTiming,No\n"
-        + FAST_STAGE
-    )
-    path = tmp_path / f"{name}.cfg"
-    path.write_text(text)
-    return path
+    return demo_scope(tmp_path, name, MountSeed=seed)
 
 
 def cell_sequence(path: Path, config: Path) -> Path:

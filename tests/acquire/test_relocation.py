@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from acquire_helpers import FAST_STAGE, pairscope
+from acquire_helpers import demo_scope, pairscope
 from typer.testing import CliRunner
 
 from acquire.errors import UserError
@@ -29,18 +29,23 @@ HOLDER = ROOT / "hardware_configs" / "demo_holder.json"
 
 
 def mounted(tmp_path: Path, name: str, seed: int, extra: str = "") -> Path:
-    text = (ROOT / "hardware_configs" / f"demo_{name}.cfg").read_text()
-    if "StageLimitsUm,XY" in extra:  # one limits line per axis: replace the demo's
-        text = "\n".join(
-            line for line in text.splitlines() if "StageLimitsUm,XY" not in line
-        )
-    text += (
-        f"\n#py Property,Camera,MountSeed,{seed}"
-        "\n#py Property,Camera,MountMaxRotationDeg,180"
-        "\n#py Property,Camera,RealTiming,No\n" + FAST_STAGE + extra
+    """A demo scope mounted at any rotation; ``extra`` may replace its XY limits."""
+    path = demo_scope(
+        tmp_path,
+        name,
+        filename=f"{name}_{seed}.cfg",
+        extra=extra,
+        MountSeed=seed,
+        MountMaxRotationDeg=180,
     )
-    path = tmp_path / f"{name}_{seed}.cfg"
-    path.write_text(text)
+    if "StageLimitsUm,XY" in extra:  # one limits line per axis: drop the demo's
+        ours = set(extra.splitlines())
+        lines = [
+            line
+            for line in path.read_text().splitlines()
+            if "StageLimitsUm,XY" not in line or line in ours
+        ]
+        path.write_text("\n".join(lines) + "\n")
     return path
 
 
