@@ -14,11 +14,13 @@ if TYPE_CHECKING:
 def sharpness(image: ArrayLike, *, smoothing_px: float = 1.5) -> float:
     """Gradient energy of a smoothed image: highest in focus.
 
-    The image is smoothed first so shot and read noise do not dominate. It is
-    deliberately not divided by the mean brightness: a confocal image out of
-    focus is dark, and dividing its noise by a near-zero mean would make it
-    look sharper than the focused mark. (A wide-field image of a thin layer
-    keeps its total brightness with defocus, so it needs no normalisation.)
+    The image is smoothed first so shot and read noise do not dominate. A
+    camera offset or flat background adds nothing (the gradient of a constant
+    is zero). It is deliberately not divided by the mean brightness: a
+    confocal image out of focus is dark, and dividing its noise by a
+    near-zero mean would make it look sharper than the focused mark. (A
+    wide-field image of a thin layer keeps its total brightness with defocus,
+    so it needs no normalisation.)
 
     Parameters
     ----------
@@ -36,7 +38,7 @@ def sharpness(image: ArrayLike, *, smoothing_px: float = 1.5) -> float:
     data = np.asarray(image, dtype=np.float64)
     if data.ndim != 2:
         raise ValueError(f"sharpness needs a 2-D image, got shape {data.shape}")
-    data = data - np.median(data)  # camera offset and flat background
+    # no offset subtraction: the smoothing and the gradient ignore a constant
     if smoothing_px > 0:
         data = ndimage.gaussian_filter(data, smoothing_px)
     gy, gx = np.gradient(data)

@@ -85,3 +85,15 @@ def test_sharpness_prefers_the_sharper_image() -> None:
     blurred = gaussian_filter(sharp, 4)
     noise = rng.normal(0, 0.01, sharp.shape)
     assert sharpness(sharp + 100 + noise) > sharpness(blurred + 100 + noise)
+
+
+def test_sharpness_ignores_a_camera_offset() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.poisson(50.0, (64, 80)).astype(np.float64)
+    for offset in (0.0, 100.0, 10_000.0):
+        assert sharpness(image + offset) == pytest.approx(sharpness(image), rel=1e-9)
+    # and against an independent computation: gradient energy of the smoothed image
+    from scipy.ndimage import gaussian_filter
+
+    gy, gx = np.gradient(gaussian_filter(image, 1.5))
+    assert sharpness(image) == pytest.approx(float(np.mean(gx**2 + gy**2)), rel=1e-12)
