@@ -17,19 +17,23 @@ Prints a table and writes ``bench/results/engines.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from enhance import predict
-from enhance.engines import TorchEngine, onnxruntime_available, resolve_engine
+from enhance import device, predict
+from enhance.engines import onnxruntime_available, resolve_engine
 from enhance.predict import Enhancer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "enhance" / "models" / "demo_widefield_to_confocal.pt"
@@ -55,36 +59,36 @@ BEFORE = "torch (before)"
 BEFORE_CORE_SHAPE = (64, 192, 192)
 
 
-def _enhancer(configuration: str) -> Enhancer:
-    """A CPU enhancer for one of the compared configurations."""
+@contextlib.contextmanager
+def _path_of(configuration: str) -> Iterator[None]:
+    """Within it, the enhancement path of ``configuration`` (the defaults' own,
+    or the path before: contiguous tensors and smaller tiles)."""
     if configuration != BEFORE:
-        return Enhancer(MODEL, device="cpu", engine=configuration)
-    enhancer = Enhancer(MODEL, device="cpu", engine="torch")
-    engine = enhancer._engine  # noqa: SLF001 (the bench undoes the new default)
-    if isinstance(engine, TorchEngine):
-        engine.memory_format = torch.contiguous_format
-        engine.model.to(memory_format=torch.contiguous_format)
-    return enhancer
+        yield
+        return
+    layout, core_shape = device.memory_format_for, predict.DEFAULT_CORE_SHAPE
+    device.memory_format_for = lambda _device: torch.contiguous_format
+    predict.DEFAULT_CORE_SHAPE = BEFORE_CORE_SHAPE
+    try:
+        yield
+    finally:
+        device.memory_format_for, predict.DEFAULT_CORE_SHAPE = layout, core_shape
 
 
 def _timed(
     configuration: str, stack: np.ndarray, repeats: int
 ) -> tuple[dict[str, Any], np.ndarray]:
-    started = time.perf_counter()
-    enhancer = _enhancer(configuration)
-    load_s = time.perf_counter() - started
-    voxel = enhancer.checkpoint.voxel_size_um
-    core_shape = predict.DEFAULT_CORE_SHAPE
-    if configuration == BEFORE:
-        predict.DEFAULT_CORE_SHAPE = BEFORE_CORE_SHAPE
-    try:
+    engine = "torch" if configuration == BEFORE else configuration
+    with _path_of(configuration):
+        started = time.perf_counter()
+        enhancer = Enhancer(MODEL, device="cpu", engine=engine)
+        load_s = time.perf_counter() - started
+        voxel = enhancer.checkpoint.voxel_size_um
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
             result = enhancer.predict(stack, voxel_size_um=voxel)
             times.append(time.perf_counter() - started)
-    finally:
-        predict.DEFAULT_CORE_SHAPE = core_shape
     best = min(times)
     row = {
         "engine": configuration,

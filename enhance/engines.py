@@ -14,8 +14,9 @@ a float32 batch ``(n, channels, z, y, x)`` to ``(n, 1, z, y, x)``. Two exist:
     torch's within 1e-4 relative (``tests/enhance/test_engines.py``).
 
 ``auto`` picks torch: on 2 CPU cores, channels-last torch runs the demo U-Net
-1.8x as fast as the contiguous torch path before it, and 1.1 to 1.2x as fast
-as ONNX Runtime (``bench/engines.py``, ``bench/results/engines.json``).
+1.8 to 2.1x as fast as the contiguous torch path before it, and 1.1 to 1.4x
+as fast as ONNX Runtime (two runs of ``bench/engines.py``; the last in
+``bench/results/engines.json``).
 """
 
 from __future__ import annotations
