@@ -53,6 +53,7 @@ from acquire.sim.psf import (
     _setup_payload,
     psfmodels_z,
 )
+from acquire.sim.psfmodels_calls import vectorial_psf_planes
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -152,7 +153,7 @@ def _planes_at_depth(
     oversample: int,
 ) -> NDArray[np.float64]:
     return np.asarray(
-        psfmodels.vectorial_psf(
+        vectorial_psf_planes(
             psfmodels_z(setup, nominal_um, depth_um).copy(),
             nx=size,
             dxy=setup.pixel_size_um,

@@ -45,6 +45,7 @@ from acquire.sim.psf import (
     _psfmodels_params,
     psfmodels_z,
 )
+from acquire.sim.psfmodels_calls import vectorial_psf_planes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -112,7 +113,7 @@ def _on_axis(
 
     def intensity(wavelength_um: float, size: int, dxy: float) -> NDArray[np.float64]:
         return np.asarray(
-            psfmodels.vectorial_psf(
+            vectorial_psf_planes(
                 z.copy(),
                 nx=size,
                 dxy=dxy,

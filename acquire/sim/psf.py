@@ -43,6 +43,7 @@ import numpy as np
 import psfmodels
 
 from acquire.config.objectives import IMMERSION_INDEX
+from acquire.sim.psfmodels_calls import vectorial_psf_planes
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -262,7 +263,7 @@ def _planes(
 ) -> NDArray[np.float64]:
     """Unnormalised vectorial PSF planes (psfmodels) at the given defocus values."""
     return np.asarray(
-        psfmodels.vectorial_psf(
+        vectorial_psf_planes(
             dz_um.copy(),
             nx=size,
             dxy=setup.pixel_size_um,
