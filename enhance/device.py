@@ -110,13 +110,12 @@ def memory_format_for(device: torch.device) -> torch.memory_format:
 
 def place_model(model: ModuleT, device: torch.device) -> ModuleT:
     """Move ``model`` to ``device`` in that device's layout (in place)."""
-    model.to(device)
     # Module.to takes memory_format at run time; torch's stubs omit it
-    model.to(memory_format=memory_format_for(device))  # type: ignore[call-overload]
+    model.to(device, memory_format=memory_format_for(device))  # type: ignore[call-overload]
     return model
 
 
 def to_device(array: NDArray[np.float32], device: torch.device) -> torch.Tensor:
     """A float32 ``(n, c, z, y, x)`` batch as a tensor on ``device``, in its layout."""
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).to(device)
-    return tensor.contiguous(memory_format=memory_format_for(device))
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    return tensor.to(device, memory_format=memory_format_for(device))

@@ -60,4 +60,4 @@ def vectorial_psf_planes(
     ]
     if not chunks:
         return np.zeros((0, nx, nx), dtype=np.float64)
-    return np.concatenate(chunks).astype(np.float64, copy=False)
+    return np.concatenate(chunks)

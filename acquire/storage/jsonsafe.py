@@ -17,28 +17,10 @@ def utc_now_iso() -> str:
 
 
 def json_safe(value: Any, *, where: str) -> Any:
-    """Return dataset metadata as plain JSON values; NaN and infinity become None.
+    """Dataset metadata as plain JSON values: `correlate.json_values.plain_json`.
 
-    See `correlate.json_values.plain_json` (``non_finite="null"``): a device
-    that reports no reading must not stop an acquisition.
-
-    Parameters
-    ----------
-    value : Any
-        The value to convert.
-    where : str
-        Where the value comes from, for the error message (e.g. ``"plane c=0
-        z=3 of stack t0000_p0000_g0000"``).
-
-    Returns
-    -------
-    Any
-        A value `json.dumps` accepts with ``allow_nan=False``.
-
-    Raises
-    ------
-    DatasetError
-        A value of a type with no JSON form, or a mapping key that is not text.
-
+    NaN and infinity become None (a device that reports no reading must not
+    stop an acquisition); a value JSON cannot hold raises `DatasetError`
+    naming ``where`` (e.g. ``"plane c=0 z=3 of stack t0000_p0000_g0000"``).
     """
     return plain_json(value, where=where, non_finite="null", error=DatasetError)
