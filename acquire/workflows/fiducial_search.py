@@ -129,7 +129,7 @@ def _predict_from_two(
     return predicted
 
 
-class _Scope:
+class SearchScope:
     """Moves, snaps and detections on one core, always inside the soft limits."""
 
     def __init__(
@@ -147,9 +147,11 @@ class _Scope:
         self.dark_level = dark_level
 
     def inside(self, xy: NDArray[np.float64]) -> bool:
+        """Whether stage ``xy`` lies inside the soft limits."""
         return self.limits.violation(float(xy[0]), float(xy[1]), None) is None
 
     def move_xy(self, xy: NDArray[np.float64]) -> None:
+        """Move to stage ``xy`` and wait; refuses a move outside the limits."""
         problem = self.limits.violation(float(xy[0]), float(xy[1]), None)
         if problem:
             raise FiducialSearchError(
@@ -160,10 +162,12 @@ class _Scope:
         self.core.waitForDevice(self.core.getXYStageDevice())
 
     def xy(self) -> NDArray[np.float64]:
+        """The stage's (x, y) in um."""
         x, y = self.core.getXYPosition()
         return np.array([x, y], dtype=np.float64)
 
     def detections(self) -> tuple[NDArray[np.float64], tuple[MarkDetection, ...]]:
+        """Snap a frame; it and the identified marks that do not touch its edge."""
         image = np.asarray(snap(self.core))
         pixel_um = float(self.core.getPixelSizeUm())
         bits = int(self.core.getImageBitDepth())
@@ -187,6 +191,7 @@ class _Scope:
         return image, usable
 
     def set_objective(self, label: str) -> None:
+        """Put the objective ``label`` in the light path."""
         turret = _objective_device(self.core)
         self.core.setStateLabel(turret, label)
         self.core.waitForDevice(turret)
@@ -213,17 +218,27 @@ def _objective_device(core: CMMCorePlus) -> str:
 
 
 def _stage_of(
-    scope: _Scope,
+    scope: SearchScope,
     calibration: PixelCalibration,
     image_shape: tuple[int, int],
     det: MarkDetection,
 ) -> NDArray[np.float64]:
+    return _stage_at(scope.xy(), calibration, image_shape, det)
+
+
+def _stage_at(
+    field_xy: NDArray[np.float64],
+    calibration: PixelCalibration,
+    image_shape: tuple[int, int],
+    det: MarkDetection,
+) -> NDArray[np.float64]:
+    """Stage xy of a detection in a frame taken with the stage at ``field_xy``."""
     offset = calibration.stage_offset_um(np.asarray(det.centre_px), shape=image_shape)
-    return scope.xy() + np.asarray(offset, dtype=np.float64)
+    return field_xy + np.asarray(offset, dtype=np.float64)
 
 
 def _calibrate_on_mark(
-    scope: _Scope,
+    scope: SearchScope,
     det: MarkDetection,
     image_shape: tuple[int, int],
     fov_um: float,
@@ -279,34 +294,147 @@ def _refocus_coarse(core: CMMCorePlus) -> None:
         autofocus(core, range_um=60.0, step_um=3.0)
 
 
-def _focus_on(
-    scope: _Scope,
-    calibration: PixelCalibration,
-    image_shape: tuple[int, int],
-    det: MarkDetection,
-) -> NDArray[np.float64]:
-    """Centre a freshly found mark, focus on it; its approximate (x, y, z).
+def _focus_on(scope: SearchScope, xy: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Centre a freshly found mark at stage ``xy``, focus on it; its (x, y, z).
 
     The coverslip's tilt puts marks millimetres apart at heights tens of
     micrometres apart, so each mark gets its own focus with the deep-focus
     search objective before the fine objective (a confocal's thin optical
     section would miss it otherwise) looks at it.
     """
-    xy = _stage_of(scope, calibration, image_shape, det)
     scope.move_xy(xy)
     _refocus_coarse(scope.core)
     return np.array([xy[0], xy[1], float(scope.core.getPosition())])
 
 
-def _survey_coarse(
-    scope: _Scope,
+def layout_conflict(
+    holder: Holder,
+    found: Mapping[str, NDArray[np.float64]],
+    identity: str,
+    xy: NDArray[np.float64],
+    *,
+    tolerance_um: float,
+) -> str | None:
+    """Why a mark seen at ``xy`` cannot be ``identity``, given the marks found.
+
+    Distances between marks survive any mount rotation and translation: a
+    detection whose distance to a found mark differs from the holder's by
+    more than ``tolerance_um`` (plus 3 % for stage scale and calibration) is
+    another mark misidentified, or not a mark.
+
+    Returns
+    -------
+    str or None
+        The conflict in words, or None when the detection fits the layout.
+
+    """
+    nominal = np.asarray(holder.mark(identity).nominal_centre_um, dtype=np.float64)
+    for other, other_xyz in found.items():
+        expected = float(
+            np.hypot(*(np.asarray(holder.mark(other).nominal_centre_um) - nominal))
+        )
+        measured = float(np.hypot(*(np.asarray(xy[:2]) - other_xyz[:2])))
+        if abs(measured - expected) > tolerance_um + 0.03 * expected:
+            return (
+                f"{measured:.0f} um from {other}, where the holder puts them "
+                f"{expected:.0f} um apart"
+            )
+    return None
+
+
+def _seen_before(
+    rejected: list[tuple[str, NDArray[np.float64]]],
+    identity: str,
+    xy: NDArray[np.float64],
+    radius_um: float,
+) -> bool:
+    return any(
+        name == identity and np.hypot(*(xy - where)) < radius_um
+        for name, where in rejected
+    )
+
+
+def _confirm_pair(
+    scope: SearchScope,
+    approx: dict[str, NDArray[np.float64]],
+    calibration: PixelCalibration,
+    report: Progress,
+) -> tuple[bool, int]:
+    """Visit the marks two found ones predict; True if any is there (or none can be).
+
+    Two misidentified marks can sit as far apart as the layout says (the
+    demo holder's four edges are equally long); the marks they predict are
+    then absent, which no correct pair gives unless those marks are covered.
+    """
+    core = scope.core
+    predicted = _predict_from_two(scope.holder, approx)
+    fields, visited, confirmed = 0, 0, False
+    for identity, xy in predicted.items():
+        if identity in approx or not scope.inside(xy):
+            continue
+        scope.move_xy(xy)
+        fields += 1
+        visited += 1
+        image, found = scope.detections()
+        if not any(det.identity == identity for det in found):
+            # a tilted coverslip can put this mark beyond the depth of
+            # field at the last mark's height: refocus here and look again
+            _refocus_coarse(core)
+            image, found = scope.detections()
+        field_xy = scope.xy()
+        for det in found:
+            if det.identity == identity:
+                xy_found = _stage_at(field_xy, calibration, image.shape, det)
+                approx[identity] = _focus_on(scope, xy_found)
+                confirmed = True
+                report(f"found {identity} where the holder puts it")
+    return confirmed or visited == 0, fields
+
+
+def survey_coarse(
+    scope: SearchScope,
     *,
     use_nominal: bool,
     max_fields: int,
     calibration: PixelCalibration | None,
     report: Progress,
 ) -> tuple[dict[str, NDArray[np.float64]], int, PixelCalibration]:
-    """Spiral (then jump) with the search objective; approximate mark positions."""
+    """Spiral (then jump) with the search objective; approximate mark positions.
+
+    With the nominal layout, every detection must sit at the holder's
+    distances from the marks already found, and the first two must predict
+    a third that is really there; a detection that fails either is dropped
+    (and said so) and the search goes on.
+
+    Parameters
+    ----------
+    scope : SearchScope
+        The scope, search objective in place and focused on the coverslip.
+    use_nominal : bool
+        Spiral from the first mark's nominal place and use the holder's
+        layout (distances, predicted places) once a mark is found.
+    max_fields : int
+        Most fields of the blind spiral.
+    calibration : PixelCalibration or None
+        The search objective's calibration; measured on the first mark if None.
+    report : callable
+        Receives one line per step.
+
+    Returns
+    -------
+    approx : dict of str to ndarray
+        Mark identity -> approximate stage (x, y, z) in um.
+    fields : int
+        Fields visited.
+    calibration : PixelCalibration
+        The search objective's calibration.
+
+    Raises
+    ------
+    FiducialSearchError
+        No mark was found to calibrate on.
+
+    """
     core = scope.core
     start = scope.xy()
     if use_nominal:
@@ -318,18 +446,31 @@ def _survey_coarse(
     fov_um = min(rows, cols) * float(core.getPixelSizeUm())
     step_um = 0.8 * fov_um
     approx: dict[str, NDArray[np.float64]] = {}
+    rejected: list[tuple[str, NDArray[np.float64]]] = []
     fields = 0
     wanted = set(scope.holder.identities)
     local: list[NDArray[np.float64]] = []  # fields where the layout says
-    guessed = False
+    guessed_from = ""
     # the spiral's budget bounds the blind search; the layout's guesses after a
     # first mark are a finite list of their own (a ring at each mark distance)
     global_fields = iter(start + spiral_offsets(step_um, max_fields))
     while True:
-        if approx.keys() >= wanted or (use_nominal and len(approx) >= 2):
+        if approx.keys() >= wanted or (use_nominal and len(approx) >= 3):
             break
-        if use_nominal and len(approx) == 1 and not guessed:
-            local, guessed = _layout_guesses(scope.holder, approx, step_um), True
+        if use_nominal and len(approx) == 2 and calibration is not None:
+            confirmed, visited = _confirm_pair(scope, approx, calibration, report)
+            fields += visited
+            if confirmed:
+                break
+            first, doubtful = approx
+            report(
+                f"dropped {doubtful}: the marks it and {first} predict "
+                "are not there; searching on"
+            )
+            rejected.append((doubtful, approx.pop(doubtful)[:2]))
+        if use_nominal and len(approx) == 1 and guessed_from not in approx:
+            guessed_from = next(iter(approx))
+            local = _layout_guesses(scope.holder, approx, step_um)
         target = local.pop(0) if local else next(global_fields, None)
         if target is None:
             break
@@ -347,10 +488,26 @@ def _survey_coarse(
             if calibration is None:
                 continue
             image, found = scope.detections()
-        for det in found:
-            if det.identity not in approx:
-                approx[det.identity] = _focus_on(scope, calibration, image.shape, det)
-                report(f"found {det.identity} in field {fields}")
+        field_xy = scope.xy()  # _focus_on moves: place every detection first
+        placed = [(d, _stage_at(field_xy, calibration, image.shape, d)) for d in found]
+        for det, xy in placed:
+            if det.identity in approx or _seen_before(
+                rejected, det.identity, xy, 0.5 * fov_um
+            ):
+                continue
+            conflict = (
+                layout_conflict(
+                    scope.holder, approx, det.identity, xy, tolerance_um=0.1 * fov_um
+                )
+                if use_nominal
+                else None
+            )
+            if conflict:
+                report(f"ignored {det.identity} in field {fields}: {conflict}")
+                rejected.append((det.identity, xy))
+                continue
+            approx[det.identity] = _focus_on(scope, xy)
+            report(f"found {det.identity} in field {fields}")
     if calibration is None:
         raise FiducialSearchError(
             f"no fiducial mark found in {fields} fields around "
@@ -358,28 +515,11 @@ def _survey_coarse(
             "Start the search nearer the holder's centre, raise the field count, "
             "or check focus and illumination.",
         )
-    if use_nominal and len(approx) >= 2:
-        predicted = _predict_from_two(scope.holder, approx)
-        for identity, xy in predicted.items():
-            if identity in approx or not scope.inside(xy):
-                continue
-            scope.move_xy(xy)
-            fields += 1
-            image, found = scope.detections()
-            if not any(det.identity == identity for det in found):
-                # a tilted coverslip can put this mark beyond the depth of
-                # field at the last mark's height: refocus here and look again
-                _refocus_coarse(core)
-                image, found = scope.detections()
-            for det in found:
-                if det.identity == identity:
-                    approx[identity] = _focus_on(scope, calibration, image.shape, det)
-                    report(f"found {identity} where the holder puts it")
     return approx, fields, calibration
 
 
 def _measure_fine(
-    scope: _Scope,
+    scope: SearchScope,
     identity: str,
     approx_xy: NDArray[np.float64],
     calibration: PixelCalibration | None,
@@ -481,7 +621,7 @@ def find_fiducials(
     started = time.perf_counter()
     report = progress or (lambda _line: None)
     known = dict(calibrations or {})
-    scope = _Scope(core, holder, stage_limits_of(core), flat_fields, dark_level)
+    scope = SearchScope(core, holder, stage_limits_of(core), flat_fields, dark_level)
 
     scope.set_objective(search_objective)
     try:
@@ -491,7 +631,7 @@ def find_fiducials(
             f"could not focus on the coverslip: {error}",
             "Focus near the sample by hand, then start the search again.",
         ) from None
-    approx, fields, known[search_objective] = _survey_coarse(
+    approx, fields, known[search_objective] = survey_coarse(
         scope,
         use_nominal=use_nominal,
         max_fields=max_fields,
