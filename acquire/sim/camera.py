@@ -137,6 +137,8 @@ class SpecimenCamera(SimpleCameraDevice):
         add("CameraRotationDeg", default_value=0.0, limits=(-180.0, 180.0))
         add("CameraFlip", default_value="No", allowed_values=["No", "Yes"])
         add("RealTiming", default_value="Yes", allowed_values=["Yes", "No"])
+        # the demo configurations start over a cell (acquire.sim.start_position)
+        add("StartOnCell", default_value="No", allowed_values=["Yes", "No"])
         add("EmissionWavelengthNm", default_value=520.0, limits=(350.0, 900.0))
         add("PhotonRateScale", default_value=1.0, limits=(0.0, 1e7))
         # marks this scope cannot see, and a lookalike (see acquire.sim.occlusion)
@@ -602,6 +604,9 @@ class ConfocalCamera(SpecimenCamera):
 def attach_simulators(core: CMMCorePlus) -> list[str]:
     """Give every simulated camera loaded in ``core`` the core itself.
 
+    A camera whose ``StartOnCell`` is ``Yes`` then puts the stage over a cell,
+    in focus (:mod:`acquire.sim.start_position`).
+
     Parameters
     ----------
     core : CMMCorePlus
@@ -618,11 +623,17 @@ def attach_simulators(core: CMMCorePlus) -> list[str]:
     if py_devices is None:
         return []
     attached = []
+    start_on_cell = False
     for label in list(py_devices):
         device = py_devices[label]
         if isinstance(device, SpecimenCamera):
             device.attach_core(core)
             attached.append(str(label))
+            start_on_cell |= device.get_property_value("StartOnCell") == "Yes"
+    if start_on_cell:
+        from acquire.sim.start_position import start_on_nearest_cell
+
+        start_on_nearest_cell(core)
     return attached
 
 

@@ -370,10 +370,12 @@ def test_calibrate_refuses_bad_steps_before_moving(widefield: CMMCorePlus) -> No
 
 def test_calibrate_stays_inside_the_stage_limits(tmp_path: Path) -> None:
     config = tmp_path / "tight_limits.cfg"
+    # the stage starts at the origin (not over a cell), 2 um inside the limit
     config.write_text(
         WIDEFIELD.read_text().replace(
             "StageLimitsUm,XY,-30000,30000,", "StageLimitsUm,XY,-2,30000,"
         )
+        + "#py Property,Camera,StartOnCell,No\n"
     )
     core = open_scope(config)
     try:
