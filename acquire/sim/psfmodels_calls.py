@@ -6,11 +6,25 @@ which the window (whose simulated camera computes it on a worker thread on
 first use) froze. Each plane is computed on its own, so calling it a few
 planes at a time gives the same values bit for bit and lets the GUI thread in
 between.
+
+A single plane larger than :data:`PIXELS_PER_CALL` (511 x 511 pixels for the
+wide-field's deep-focus tables) cannot be split, and one such call held the
+lock for 0.1 to 0.2 s (``bench/gui_stall.py``). Called from a thread other
+than the main one (the window's workers, an acquisition's engine thread),
+such planes are computed in a helper process (:mod:`acquire.sim.psf_helper`),
+whose lock is its own; the main thread (the command line, scripts) computes
+them itself, and so does any thread if the helper cannot run.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import atexit
+import logging
+import pickle
+import subprocess
+import sys
+import threading
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import psfmodels
@@ -22,6 +36,9 @@ __all__ = ["vectorial_psf_planes"]
 
 #: Pixels computed per call (about 50 ms on one 2020s CPU core).
 PIXELS_PER_CALL = 120_000
+
+_log = logging.getLogger(__name__)
+_HELPER_STOP_S = 5.0
 
 
 def vectorial_psf_planes(
@@ -53,6 +70,21 @@ def vectorial_psf_planes(
     if opts.get("normalize", True) is not False:
         raise ValueError("vectorial_psf_planes needs normalize=False")
     z = np.asarray(zv, dtype=np.float64)
+    if (
+        z.size
+        and nx * nx > PIXELS_PER_CALL
+        and threading.current_thread() is not threading.main_thread()
+    ):
+        planes = _HELPER.compute(z, nx, opts)
+        if planes is not None:
+            return planes
+    return planes_in_calls(z, nx, opts)
+
+
+def planes_in_calls(
+    z: NDArray[np.float64], nx: int, opts: dict[str, Any]
+) -> NDArray[np.float64]:
+    """The planes, computed :data:`PIXELS_PER_CALL` pixels (or one plane) a call."""
     per_call = max(1, PIXELS_PER_CALL // (nx * nx))
     chunks = [
         np.asarray(psfmodels.vectorial_psf(z[i : i + per_call].copy(), nx=nx, **opts))
@@ -61,3 +93,64 @@ def vectorial_psf_planes(
     if not chunks:
         return np.zeros((0, nx, nx), dtype=np.float64)
     return np.concatenate(chunks)
+
+
+class _Helper:
+    """The helper process; one request at a time."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.failed = False
+
+    def _pipes(self) -> tuple[IO[bytes], IO[bytes]]:
+        if self.process is None:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "acquire.sim.psf_helper"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            atexit.register(self.stop)
+        assert self.process.stdin is not None and self.process.stdout is not None
+        return self.process.stdin, self.process.stdout
+
+    def compute(
+        self, z: NDArray[np.float64], nx: int, opts: dict[str, Any]
+    ) -> NDArray[np.float64] | None:
+        """The planes, or None when the helper cannot run (it is not retried)."""
+        with self.lock:
+            if self.failed:
+                return None
+            try:
+                requests, replies = self._pipes()
+                pickle.dump((z, nx, opts), requests, protocol=pickle.HIGHEST_PROTOCOL)
+                requests.flush()
+                status, value = pickle.load(replies)  # waits without the GIL
+            except (OSError, EOFError, pickle.PickleError) as error:
+                _log.warning("PSF helper process failed (%s); computing here", error)
+                self.failed = True
+                self.stop()
+                return None
+        if status != "ok":
+            raise ValueError(f"psfmodels in the helper process: {value}")
+        planes: NDArray[np.float64] = value
+        return planes
+
+    def stop(self) -> None:
+        """End the helper process (its input closes; killed if it hangs)."""
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            if process.stdin is not None:
+                process.stdin.close()
+            process.wait(timeout=_HELPER_STOP_S)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()
+
+
+_HELPER = _Helper()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import psfmodels
 import pytest
@@ -45,3 +47,42 @@ def test_no_call_computes_more_than_its_share(monkeypatch: pytest.MonkeyPatch) -
         assert sum(planes_per_call) == n_planes
         # a plane bigger than the share still goes in one call of its own
         assert max(planes_per_call) * nx * nx <= max(PIXELS_PER_CALL, nx * nx)
+
+
+def test_large_planes_from_a_worker_thread_come_from_the_helper_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # one 401 x 401 plane is more than a call's share and cannot be split: a
+    # worker thread (the window's) gets it from the helper process, whose
+    # interpreter lock is its own; the values are psfmodels' own, bit for bit
+    zv = np.array([-1.5, 0.0, 2.0])
+    nx = 401
+    assert nx * nx > PIXELS_PER_CALL
+    whole = np.asarray(psfmodels.vectorial_psf(zv.copy(), nx=nx, **OPTIONS))
+    calls_here: list[int] = []
+    real = psfmodels.vectorial_psf
+
+    def counting(zv: np.ndarray, **options: object) -> np.ndarray:
+        calls_here.append(len(zv))
+        return np.asarray(real(zv, **options))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(psfmodels, "vectorial_psf", counting)
+    results: dict[str, object] = {}
+
+    def worker() -> None:
+        try:
+            results["planes"] = vectorial_psf_planes(zv, nx=nx, **OPTIONS)
+            vectorial_psf_planes(zv, nx=nx, **{**OPTIONS, "dxy": -0.1})
+        except ValueError as error:
+            results["error"] = str(error)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    thread.join(timeout=120)
+    np.testing.assert_array_equal(results["planes"], whole)
+    assert calls_here == []  # nothing computed in this process
+    # the helper's failures come back as this process's error
+    assert "helper process: ValueError: dxy must be" in str(results.get("error"))
+    # the main thread computes large planes itself
+    np.testing.assert_array_equal(vectorial_psf_planes(zv, nx=nx, **OPTIONS), whole)
+    assert calls_here == [1, 1, 1]
