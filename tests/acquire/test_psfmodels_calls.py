@@ -29,18 +29,24 @@ def test_short_calls_give_one_calls_planes_bit_for_bit() -> None:
         vectorial_psf_planes(zv, nx=nx, dxy=0.1, wvl=0.52)
 
 
-def test_no_call_computes_more_than_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
-    # psfmodels holds the interpreter lock for a whole call (measured: 0.44 s
-    # without a 1 ms ticker thread running, for 64 planes of 129 px), so the
-    # length of the longest call is what other threads wait
-    planes_per_call: list[int] = []
+@pytest.fixture
+def planes_per_call(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of planes of each psfmodels call made in this process."""
+    calls: list[int] = []
     real = psfmodels.vectorial_psf
 
     def counting(zv: np.ndarray, **options: object) -> np.ndarray:
-        planes_per_call.append(len(zv))
+        calls.append(len(zv))
         return np.asarray(real(zv, **options))  # type: ignore[arg-type]
 
     monkeypatch.setattr(psfmodels, "vectorial_psf", counting)
+    return calls
+
+
+def test_no_call_computes_more_than_its_share(planes_per_call: list[int]) -> None:
+    # psfmodels holds the interpreter lock for a whole call (measured: 0.44 s
+    # without a 1 ms ticker thread running, for 64 planes of 129 px), so the
+    # length of the longest call is what other threads wait
     for nx, n_planes in ((65, 100), (129, 48), (513, 3)):
         planes_per_call.clear()
         vectorial_psf_planes(np.linspace(-4, 4, n_planes), nx=nx, **OPTIONS)
@@ -50,7 +56,7 @@ def test_no_call_computes_more_than_its_share(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_large_planes_from_a_worker_thread_come_from_the_helper_process(
-    monkeypatch: pytest.MonkeyPatch,
+    planes_per_call: list[int],
 ) -> None:
     # one 401 x 401 plane is more than a call's share and cannot be split: a
     # worker thread (the window's) gets it from the helper process, whose
@@ -59,14 +65,7 @@ def test_large_planes_from_a_worker_thread_come_from_the_helper_process(
     nx = 401
     assert nx * nx > PIXELS_PER_CALL
     whole = np.asarray(psfmodels.vectorial_psf(zv.copy(), nx=nx, **OPTIONS))
-    calls_here: list[int] = []
-    real = psfmodels.vectorial_psf
-
-    def counting(zv: np.ndarray, **options: object) -> np.ndarray:
-        calls_here.append(len(zv))
-        return np.asarray(real(zv, **options))  # type: ignore[arg-type]
-
-    monkeypatch.setattr(psfmodels, "vectorial_psf", counting)
+    planes_per_call.clear()
     results: dict[str, object] = {}
 
     def worker() -> None:
@@ -80,9 +79,9 @@ def test_large_planes_from_a_worker_thread_come_from_the_helper_process(
     thread.start()
     thread.join(timeout=120)
     np.testing.assert_array_equal(results["planes"], whole)
-    assert calls_here == []  # nothing computed in this process
+    assert planes_per_call == []  # nothing computed in this process
     # the helper's failures come back as this process's error
     assert "helper process: ValueError: dxy must be" in str(results.get("error"))
     # the main thread computes large planes itself
     np.testing.assert_array_equal(vectorial_psf_planes(zv, nx=nx, **OPTIONS), whole)
-    assert calls_here == [1, 1, 1]
+    assert planes_per_call == [1, 1, 1]
