@@ -21,6 +21,7 @@ otherwise idle machine: a busy core delays the GUI thread too.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import platform
@@ -54,7 +55,7 @@ def measure(app: Any, win: Any, start: Any) -> dict[str, float]:
     ended = time.perf_counter()
     timer.stop()
     stamps = [began, *ticks, ended]
-    gaps_ms = [1000.0 * (b - a) for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps_ms = [1000.0 * (b - a) for a, b in itertools.pairwise(stamps)]
     return {
         "wall_s": round(ended - began, 3),
         "stall_ms": round(max(gaps_ms) - TICK_MS, 1),
