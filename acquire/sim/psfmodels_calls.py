@@ -7,13 +7,14 @@ first use) froze. Each plane is computed on its own, so calling it a few
 planes at a time gives the same values bit for bit and lets the GUI thread in
 between.
 
-A single plane larger than :data:`PIXELS_PER_CALL` (511 x 511 pixels for the
-wide-field's deep-focus tables) cannot be split, and one such call held the
-lock for 0.1 to 0.2 s (``bench/gui_stall.py``). Called from a thread other
-than the main one (the window's workers, an acquisition's engine thread),
-such planes are computed in a helper process (:mod:`acquire.sim.psf_helper`),
-whose lock is its own; the main thread (the command line, scripts) computes
-them itself, and so does any thread if the helper cannot run.
+Even so, calls of 50 to 100 ms each (a single 511 x 511 plane, which cannot
+be split, took 0.1 to 0.2 s) added up to stalls of 0.1 to 0.2 s in the
+window (``bench/gui_stall.py``). So a thread other than the main one (the
+window's workers, an acquisition's engine thread) has its planes computed in
+a helper process (:mod:`acquire.sim.psf_helper`), whose lock is its own and
+in which the same calls give the same values; the main thread (the command
+line, scripts) computes them itself, and so does any thread if the helper
+cannot run.
 """
 
 from __future__ import annotations
@@ -70,11 +71,7 @@ def vectorial_psf_planes(
     if opts.get("normalize", True) is not False:
         raise ValueError("vectorial_psf_planes needs normalize=False")
     z = np.asarray(zv, dtype=np.float64)
-    if (
-        z.size
-        and nx * nx > PIXELS_PER_CALL
-        and threading.current_thread() is not threading.main_thread()
-    ):
+    if z.size and threading.current_thread() is not threading.main_thread():
         planes = _HELPER.compute(z, nx, opts)
         if planes is not None:
             return planes

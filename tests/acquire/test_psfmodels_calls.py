@@ -55,12 +55,12 @@ def test_no_call_computes_more_than_its_share(planes_per_call: list[int]) -> Non
         assert max(planes_per_call) * nx * nx <= max(PIXELS_PER_CALL, nx * nx)
 
 
-def test_large_planes_from_a_worker_thread_come_from_the_helper_process(
+def test_planes_for_a_worker_thread_come_from_the_helper_process(
     planes_per_call: list[int],
 ) -> None:
-    # one 401 x 401 plane is more than a call's share and cannot be split: a
-    # worker thread (the window's) gets it from the helper process, whose
-    # interpreter lock is its own; the values are psfmodels' own, bit for bit
+    # a worker thread (the window's) gets its planes from the helper process,
+    # whose interpreter lock is its own (here 401 x 401 planes, each more than
+    # a call's share); the values are psfmodels' own, bit for bit
     zv = np.array([-1.5, 0.0, 2.0])
     nx = 401
     assert nx * nx > PIXELS_PER_CALL
