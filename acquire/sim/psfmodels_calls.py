@@ -123,7 +123,14 @@ class _Helper:
                 pickle.dump((z, nx, opts), requests, protocol=pickle.HIGHEST_PROTOCOL)
                 requests.flush()
                 status, value = pickle.load(replies)  # waits without the GIL
-            except (OSError, EOFError, pickle.PickleError) as error:
+            # no interpreter to start (an embedded Python), a dead or mute helper
+            except (
+                OSError,
+                ValueError,
+                TypeError,
+                EOFError,
+                pickle.PickleError,
+            ) as error:
                 _log.warning("PSF helper process failed (%s); computing here", error)
                 self.failed = True
                 self.stop()

@@ -85,3 +85,28 @@ def test_planes_for_a_worker_thread_come_from_the_helper_process(
     # the main thread computes large planes itself
     np.testing.assert_array_equal(vectorial_psf_planes(zv, nx=nx, **OPTIONS), whole)
     assert planes_per_call == [1, 1, 1]
+
+
+def test_without_a_helper_process_a_worker_thread_computes_the_planes_itself(
+    monkeypatch: pytest.MonkeyPatch,
+    planes_per_call: list[int],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # no interpreter to start the helper with (an embedded Python, say): the
+    # planes are computed in this process, once the failure is logged
+    from acquire.sim import psfmodels_calls
+
+    monkeypatch.setattr(psfmodels_calls, "_HELPER", psfmodels_calls._Helper())  # noqa: SLF001
+    monkeypatch.setattr(psfmodels_calls.sys, "executable", "/nonexistent/python")
+    zv = np.array([0.0, 1.0])
+    whole = np.asarray(psfmodels.vectorial_psf(zv.copy(), nx=65, **OPTIONS))
+    planes_per_call.clear()
+    results: list[np.ndarray] = []
+    thread = threading.Thread(
+        target=lambda: results.append(vectorial_psf_planes(zv, nx=65, **OPTIONS))
+    )
+    thread.start()
+    thread.join(timeout=60)
+    np.testing.assert_array_equal(results[0], whole)
+    assert planes_per_call == [2]
+    assert "PSF helper process failed" in caplog.text
