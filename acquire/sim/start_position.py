@@ -53,13 +53,11 @@ def nearest_cell_position(
     cells = groundtruth.specimen_of(core).all_cells
     if not cells:
         raise LookupError("the simulated specimen has no cells")
-    positions = [
-        groundtruth.stage_position_of_cell(core, i, height_um=START_HEIGHT_UM)
-        for i in range(len(cells))
-    ]
-    distances = [np.hypot(x - xy_um[0], y - xy_um[1]) for x, y, _ in positions]
-    index = int(np.argmin(distances))
-    return index, positions[index]
+    sample_xyh = [(*cell.centre_um, START_HEIGHT_UM) for cell in cells]
+    stage = groundtruth.stage_position_of(core, sample_xyh)
+    index = int(np.argmin(np.hypot(stage[:, 0] - xy_um[0], stage[:, 1] - xy_um[1])))
+    x, y, z = (float(v) for v in stage[index])
+    return index, (x, y, z)
 
 
 def start_on_nearest_cell(core: CMMCorePlus) -> tuple[float, float, float] | None:

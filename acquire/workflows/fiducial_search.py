@@ -360,20 +360,20 @@ def _confirm_pair(
     calibration: PixelCalibration,
     report: Progress,
 ) -> tuple[bool, int]:
-    """Visit the marks two found ones predict; True if any is there (or none can be).
+    """Visit the marks two found ones predict; whether one is there, and fields.
 
-    Two misidentified marks can sit as far apart as the layout says (the
-    demo holder's four edges are equally long); the marks they predict are
-    then absent, which no correct pair gives unless those marks are covered.
+    True also when none can be visited (all outside the limits). Two
+    misidentified marks can sit as far apart as the layout says (the demo
+    holder's four edges are equally long); the marks they predict are then
+    absent, which no correct pair gives unless those marks are covered.
     """
     core = scope.core
     predicted = _predict_from_two(scope.holder, approx)
-    fields, visited, confirmed = 0, 0, False
+    visited, confirmed = 0, False
     for identity, xy in predicted.items():
         if identity in approx or not scope.inside(xy):
             continue
         scope.move_xy(xy)
-        fields += 1
         visited += 1
         image, found = scope.detections()
         if not any(det.identity == identity for det in found):
@@ -388,7 +388,7 @@ def _confirm_pair(
                 approx[identity] = _focus_on(scope, xy_found)
                 confirmed = True
                 report(f"found {identity} where the holder puts it")
-    return confirmed or visited == 0, fields
+    return confirmed or visited == 0, visited
 
 
 def survey_coarse(
