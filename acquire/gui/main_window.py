@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QCoreApplication, QEvent, Qt, QTimer, Slot
 from PySide6.QtWidgets import (
+    QDockWidget,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 from acquire.gui.controls import ControlPanel, PathField
 from acquire.gui.log_pane import LogPane
 from acquire.gui.messages import describe_error
+from acquire.gui.microscope_panel import MicroscopePanel
 from acquire.gui.stage_jog import StageJog
 from acquire.gui.stage_map import MapTarget, StageMap
 from acquire.gui.target_table import TargetTable, outcome_text
@@ -38,6 +40,7 @@ from acquire.gui.workers import (
     SnapResult,
     StackReader,
     Task,
+    acquisition_task,
     fiducials_task,
     live_task,
     paired_task,
@@ -48,9 +51,13 @@ from acquire.gui.workers import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import numpy as np
+    import useq
+    from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus
     from PySide6.QtGui import QCloseEvent
 
+    from acquire.hardware.controller import AcquisitionResult
     from acquire.storage.reader import StoredStack
     from acquire.workflows.live_enhance import EnhancedStack, LiveRunResult
     from acquire.workflows.paired_run import PairedRunResult
@@ -63,6 +70,7 @@ DEFAULT_HOLDER = Path(
     str(importlib.resources.files("hardware_configs") / "demo_holder.json")
 )
 _STAGE_POLL_MS = 1000
+_DOCK_WIDTH_PX = 400
 _ERROR_STYLE = "color: #b00020; font-weight: bold;"
 _INFO_STYLE = "color: #205020;"
 
@@ -133,6 +141,9 @@ class MainWindow(QMainWindow):
 
         if self.core is None:
             self._open_core()
+        self.microscope: MicroscopePanel | None = None
+        if self.core is not None:
+            self._build_microscope(self.core)
         self._refresh_buttons()
         self._refresh_stage()
         self._poll = QTimer(self)
@@ -164,6 +175,22 @@ class MainWindow(QMainWindow):
         outer.addWidget(bottom_widget)
         outer.setSizes([600, 350])
         self.setCentralWidget(outer)
+
+    def _build_microscope(self, core: CMMCorePlus) -> None:
+        """The pymmcore-widgets controls in a dock, and the live feed."""
+        self.microscope = MicroscopePanel(core)
+        self.microscope.mda.run_requested.connect(self.run_sequence)
+        dock = QDockWidget("Microscope", self)
+        dock.setObjectName("microscope")
+        dock.setWidget(self.microscope)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.resizeDocks([dock], [_DOCK_WIDTH_PX], Qt.Orientation.Horizontal)
+        self.resize(self.width() + _DOCK_WIDTH_PX, self.height())
+        self.microscope.feed.frame.connect(self._show_frame)
 
     # -- state ---------------------------------------------------------------
 
@@ -201,6 +228,8 @@ class MainWindow(QMainWindow):
         if self.core is not None:
             from acquire.hardware.microscope import close_core
 
+            if self.microscope is not None:
+                self.microscope.disconnect_core()
             core, self.core = self.core, None
             close_core(core)
 
@@ -362,6 +391,9 @@ class MainWindow(QMainWindow):
         self._on_success = on_success
         self.progress.setRange(0, 0)  # busy until an acquisition says how long
         self._refresh_buttons()
+        if self.microscope is not None:
+            # the widgets would be called from the worker's thread
+            self.microscope.hold_events()
         thread.start()
 
     def _open_scope(self) -> CMMCorePlus | None:
@@ -451,7 +483,40 @@ class MainWindow(QMainWindow):
         task = live_task(core, paths["Sequence"], self.config, out, paths["Model"])
         self._start("live enhancement", task, self._enhanced_all)
 
+    @Slot(object)
+    def run_sequence(self, sequence: useq.MDASequence) -> None:
+        """Acquire the MDA builder's sequence into the output dataset, crash-safe."""
+        paths = self._require("MDA run", {"Output dataset": self.controls.out})
+        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+            return
+        if (core := self._open_scope()) is None:
+            return
+        out = paths["Output dataset"]
+        self._dataset = out
+        self.reader.reset(None)
+        task = acquisition_task(core, sequence, self.config, out)
+        self._start("MDA", task, self._acquired)
+
     # -- results -------------------------------------------------------------
+
+    @Slot(object, float)
+    def _show_frame(self, image: NDArray[np.generic], pixel_size_um: float) -> None:
+        px = pixel_size_um if pixel_size_um > 0 else 1.0
+        live = self.core is not None and self.core.isSequenceRunning()
+        self.views.show_camera(
+            image[None], (1.0, px, px), "live" if live else "snap (microscope panel)"
+        )
+
+    def _acquired(self, result: AcquisitionResult) -> None:
+        text = (
+            f"MDA {result.status}: {result.stacks_committed} stacks, "
+            f"{result.frames_acquired} frames in {result.wall_time_s:.1f} s"
+        )
+        if result.status != "complete":
+            self._show_message(f"{text}; {result.failure}", error=True)
+        else:
+            self._show_message(text, error=False)
+        self.log.append_line(text)
 
     @Slot()
     def _save_snap_clicked(self) -> None:
@@ -668,6 +733,8 @@ class MainWindow(QMainWindow):
         QCoreApplication.sendPostedEvents(self, QEvent.Type.MetaCall)
         self._dataset = None
         self._on_success = lambda _result: None
+        if self.microscope is not None:
+            self.microscope.release_events()
         self._refresh_buttons()
         self._refresh_stage()
 

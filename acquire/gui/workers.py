@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import numpy as np
+    import useq
     from numpy.typing import NDArray
     from pymmcore_plus import CMMCorePlus
 
-    from acquire.hardware.controller import AcquisitionController
+    from acquire.hardware.controller import AcquisitionController, AcquisitionResult
     from acquire.storage.ome_tiff import OmeImage
     from acquire.storage.reader import StoredStack
     from acquire.storage.session import CorrelationSession
@@ -269,6 +270,23 @@ def paired_task(core: CMMCorePlus, request: PairedRunRequest) -> Task:
             core=core,
             progress=signals.line.emit,
             on_outcome=signals.outcome.emit,
+            connect=lambda controller: connect_controller(controller, signals),
+        )
+
+    return run
+
+
+def acquisition_task(
+    core: CMMCorePlus, sequence: useq.MDASequence, config: Path, out: Path
+) -> Task:
+    """Acquire a sequence (the MDA builder's) on the window's core, crash-safe."""
+
+    def run(signals: OperationSignals) -> AcquisitionResult:
+        from acquire.workflows.acquisition import AcquisitionRequest, run_acquisition
+
+        return run_acquisition(
+            AcquisitionRequest(sequence, config, out),
+            core=core,
             connect=lambda controller: connect_controller(controller, signals),
         )
 
