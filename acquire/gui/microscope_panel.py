@@ -95,6 +95,7 @@ class LiveFeed(QObject):
         self._timer.setInterval(LIVE_REFRESH_MS)
         self._timer.timeout.connect(self._take_live_frame)
         relay.events.imageSnapped.connect(self._take_snap)
+        relay.events.continuousSequenceAcquisitionStarting.connect(self._open_shutter)
         relay.events.continuousSequenceAcquisitionStarted.connect(self._live_started)
         relay.events.sequenceAcquisitionStopped.connect(self._live_stopped)
 
@@ -107,16 +108,21 @@ class LiveFeed(QObject):
         """Stop taking live frames."""
         self._timer.stop()
 
-    def _live_started(self, *_args: object) -> None:
+    def _open_shutter(self, *_args: object) -> None:
         # Micro-Manager opens the shutter for a sequence when auto-shutter is
         # on; pymmcore-plus' Python cameras (the simulated scopes) do not, so
-        # live mode there would show a dark field. Open it, and close it again
-        # when live mode stops, only where it is still closed.
+        # live mode there would show a dark field. Open it as live mode starts
+        # (the event comes before the first frame when live is started from
+        # the window), and close it when live mode stops, only where it was
+        # closed.
         core = self._core
         closed = core.getShutterDevice() and not core.getShutterOpen()
         if core.getAutoShutter() and closed:
             core.setShutterOpen(True)
             self._opened_shutter = True
+
+    def _live_started(self, *_args: object) -> None:
+        self._open_shutter()  # in case the starting event was not seen
         self._timer.start()
 
     def _live_stopped(self, *_args: object) -> None:

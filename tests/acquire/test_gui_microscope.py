@@ -16,13 +16,14 @@ import numpy as np
 import pytest
 import useq
 from acquire_helpers import demo_scope, timeout_s
-from PySide6.QtCore import QByteArray, QRectF, Qt
-from PySide6.QtGui import QImage, QPainter
+from PySide6.QtCore import QByteArray, QEvent, QPointF, QRectF, Qt
+from PySide6.QtGui import QImage, QMouseEvent, QPainter
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication, QComboBox, QTableWidget
 
 from acquire.gui import offline_icons
 from acquire.gui.main_window import MainWindow
+from acquire.gui.views import ImageView, StackPairView, display_range
 from acquire.hardware.microscope import objective_device, snap
 from acquire.sequence.read import load_sequence
 from acquire.sim import groundtruth
@@ -324,3 +325,137 @@ def test_the_mda_builder_saves_yaml_pairscope_reads_and_runs_through_pairscope(
     assert not window.busy()
     assert "exists" in window.message_text()
     assert (out / "manifest.json").stat().st_mtime_ns == stamp
+
+
+# -- views: zoom, pan, readout, contrast --------------------------------------
+
+
+@pytest.fixture
+def ramp_view(qtbot: QtBot) -> StackPairView:
+    """A shown pair view whose camera plane holds ``1000 y + x`` at pixel (x, y)."""
+    pair = StackPairView()
+    qtbot.addWidget(pair)
+    pair.resize(900, 600)
+    pair.show()
+    ys, xs = np.mgrid[0:64, 0:80]
+    pair.show_camera((1000 * ys + xs)[None].astype(np.uint16), (1.0, 0.1, 0.1), "ramp")
+    qtbot.waitExposed(pair)
+    return pair
+
+
+def centre_of_pixel(view: ImageView, x: int, y: int) -> QPointF:
+    """Widget point at the centre of image pixel (x, y), from the drawn rectangle."""
+    plane = view.displayed_plane()
+    assert plane is not None
+    rect = view._target_rect()  # noqa: SLF001 (the geometry under test)
+    assert rect is not None
+    n_y, n_x = plane.shape
+    return QPointF(
+        rect.x() + (x + 0.5) * rect.width() / n_x,
+        rect.y() + (y + 0.5) * rect.height() / n_y,
+    )
+
+
+def send_mouse(
+    view: ImageView,
+    kind: QEvent.Type,
+    point: QPointF,
+    button: Qt.MouseButton = Qt.MouseButton.NoButton,
+) -> None:
+    """A mouse event as the pointer sends it, delivered now."""
+    buttons = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove else button
+    event = QMouseEvent(
+        kind,
+        point,
+        view.mapToGlobal(point),
+        button,
+        buttons,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(view, event)
+
+
+def test_the_pixel_under_the_cursor_is_read_out(
+    qtbot: QtBot, ramp_view: StackPairView
+) -> None:
+    view = ramp_view.camera
+    point = centre_of_pixel(view, 10, 20)
+    # a move event as the pointer sends it (the platform's cursor may already
+    # be there, so QTest.mouseMove would send none)
+    send_mouse(view, QEvent.Type.MouseMove, point)
+    assert view.readout() == "x 10, y 20: 20010"
+    outside = QPointF(1.0, 1.0)  # the title line, not the image
+    assert view.pixel_at(outside) is None
+
+
+def test_wheel_zoom_keeps_the_pixel_under_the_cursor_and_drag_pans(
+    qtbot: QtBot, ramp_view: StackPairView
+) -> None:
+    view = ramp_view.camera
+    anchor = centre_of_pixel(view, 60, 12)
+    before = view.pixel_at(anchor)
+    view.zoom_at(2.0, anchor)
+    assert view.zoom == pytest.approx(2.0)
+    assert view.pixel_at(anchor) == before == (60, 12)
+    # a drag of 8 image pixels' width moves the image by 8 pixels
+    rect = view._target_rect()  # noqa: SLF001
+    assert rect is not None
+    screen_px = rect.width() / 80
+    start = centre_of_pixel(view, 40, 30)
+    end = start + QPointF(8 * screen_px, 0)
+    left = Qt.MouseButton.LeftButton
+    send_mouse(view, QEvent.Type.MouseButtonPress, start, left)
+    send_mouse(view, QEvent.Type.MouseMove, end)
+    send_mouse(view, QEvent.Type.MouseButtonRelease, end, left)
+    assert view.pixel_at(start) == (32, 30)
+    send_mouse(view, QEvent.Type.MouseButtonDblClick, start, left)
+    assert view.zoom == 1.0
+
+
+def test_contrast_set_by_hand_holds_until_auto(
+    qtbot: QtBot, ramp_view: StackPairView
+) -> None:
+    view, bar = ramp_view.camera, ramp_view.camera_contrast
+    plane = view.displayed_plane()
+    assert plane is not None
+    edges, counts = bar.histogram()  # type: ignore[misc]
+    expected, _ = np.histogram(plane, bins=len(counts), range=(edges[0], edges[-1]))
+    np.testing.assert_array_equal(counts, expected)
+    assert bar.auto.isChecked()
+    assert view.display == pytest.approx(display_range(plane))
+    bar.low.setValue(5000.0)
+    bar.high.setValue(40000.0)
+    assert view.display == (5000.0, 40000.0) and not bar.auto.isChecked()
+    # a new stack keeps the range set by hand
+    ramp_view.show_camera(plane[None] * 2, (1.0, 0.1, 0.1), "brighter")
+    assert view.display == (5000.0, 40000.0)
+    bar.auto.setChecked(True)
+    assert view.display == pytest.approx(display_range(plane[None] * 2))
+
+
+def test_a_screenshot_shows_every_panel(window: MainWindow) -> None:
+    """The grabbed window: not blank, and each panel drawn where it sits."""
+    shot = window.grab().toImage().convertToFormat(QImage.Format.Format_RGB32)
+    height, width = shot.height(), shot.width()
+    pixels = np.frombuffer(shot.constBits(), dtype=np.uint8).reshape(
+        height, shot.bytesPerLine() // 4, 4
+    )[:, :width, :3]
+    assert pixels.std() > 10
+    ratio = shot.devicePixelRatio()
+    panels = {
+        "microscope dock": window.microscope,
+        "camera view": window.views.camera,
+        "histogram": window.views.camera_contrast,
+        "stage map": window.stage_map,
+        "targets": window.table,
+        "operations": window.controls,
+        "log": window.log,
+    }
+    for name, panel in panels.items():
+        assert panel is not None and panel.isVisible(), name
+        corner = panel.mapTo(window, panel.rect().topLeft())
+        x0, y0 = round(corner.x() * ratio), round(corner.y() * ratio)
+        x1 = x0 + round(panel.width() * ratio)
+        y1 = y0 + round(panel.height() * ratio)
+        crop = pixels[y0:y1, x0:x1]
+        assert crop.size > 0 and crop.std() > 1, f"{name} is blank"
