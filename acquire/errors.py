@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from correlate.errors import HintedError
 
-__all__ = ["UserError", "user_error_types"]
+__all__ = ["DeviceFailure", "UserError", "user_error_types"]
 
 
 class UserError(HintedError):
@@ -20,6 +20,19 @@ class UserError(HintedError):
         What is wrong (one sentence, naming the path or option).
     hint : str
         How to fix it.
+
+    """
+
+
+class DeviceFailure(HintedError):
+    """A device that failed while in use (not the user's mistake, theirs to check).
+
+    Parameters
+    ----------
+    what : str
+        What failed (the device and the action).
+    hint : str
+        What to check.
 
     """
 

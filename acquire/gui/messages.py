@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from acquire.errors import user_error_types
+from acquire.errors import DeviceFailure, user_error_types
+from acquire.hardware.engine import AcquisitionFault
 
 __all__ = ["describe_error"]
 
@@ -18,11 +19,12 @@ def describe_error(error: BaseException) -> str:
     Returns
     -------
     str
-        The error's own message for user errors (what, where, how to fix);
-        ``"unexpected error: <type>: <message>"`` for anything else.
+        The error's own message for user errors and failed devices (what,
+        where, how to fix); ``"unexpected error: <type>: <message>"`` for
+        anything else.
 
     """
-    if isinstance(error, user_error_types()):
+    if isinstance(error, (*user_error_types(), DeviceFailure, AcquisitionFault)):
         return " ".join(str(error).split()) or type(error).__name__
     detail = " ".join(str(error).split()) or "no details"
     return f"unexpected error: {type(error).__name__}: {detail}"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 
+from acquire.errors import DeviceFailure
 from acquire.gui.messages import describe_error
 
 if TYPE_CHECKING:
@@ -194,9 +195,18 @@ def snap_task(core: CMMCorePlus) -> Task:
 
         x, y = core.getXYPosition()
         pixel_size_um = float(core.getPixelSizeUm())
-        if pixel_size_um <= 0:  # shown, but nothing to save it with
-            return SnapResult(snap(core), pixel_size_um, (float(x), float(y)))
-        ome = snap_ome(core)
+        try:
+            if pixel_size_um <= 0:  # shown, but nothing to save it with
+                return SnapResult(snap(core), pixel_size_um, (float(x), float(y)))
+            ome = snap_ome(core)
+        except Exception as error:
+            camera = core.getCameraDevice() or "camera"
+            detail = " ".join(str(error).split()) or type(error).__name__
+            raise DeviceFailure(
+                f"snap on camera {camera!r} failed: {detail}",
+                "check the camera (power, cable, driver, other programs using it) "
+                "and snap again",
+            ) from error
         return SnapResult(ome.data[0], pixel_size_um, (float(x), float(y)), ome)
 
     return run

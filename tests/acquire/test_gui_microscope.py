@@ -459,3 +459,41 @@ def test_a_screenshot_shows_every_panel(window: MainWindow) -> None:
         y1 = y0 + round(panel.height() * ratio)
         crop = pixels[y0:y1, x0:x1]
         assert crop.size > 0 and crop.std() > 1, f"{name} is blank"
+
+
+def test_a_camera_that_dies_mid_session_is_one_message(
+    qtbot: QtBot, window: MainWindow, tmp_path: Path
+) -> None:
+    """Unplugged camera (the fault injector): snap and MDA run say so, once."""
+    core, panel = window.core, window.microscope
+    assert core is not None and panel is not None
+    camera = core.getCameraDevice()
+    core.setProperty(camera, "FaultPersistFromFrame", 1)
+    try:
+        qtbot.mouseClick(window.controls.snap, Qt.MouseButton.LeftButton)
+        wait_idle(qtbot, window)
+        snap_message = window.message_text()
+        assert snap_message.startswith(f"snap on camera '{camera}' failed")
+        assert "check the camera" in snap_message and "\n" not in snap_message
+        x, y = core.getXYPosition()
+        panel.mda.setValue(
+            useq.MDASequence(
+                stage_positions=(useq.Position(x=x, y=y, z=core.getPosition()),),
+                z_plan=useq.ZRangeAround(range=0.5, step=0.5),
+            )
+        )
+        out = tmp_path / "dead_camera"
+        window.controls.out.set_path(out)
+        qtbot.mouseClick(panel.mda.control_btns.run_btn, Qt.MouseButton.LeftButton)
+        wait_idle(qtbot, window)
+    finally:
+        core.setProperty(camera, "FaultPersistFromFrame", 0)
+    message = window.message_text()
+    assert message.startswith("MDA failed") and "\n" not in message.strip()
+    assert "Traceback" not in window.log.toPlainText()
+    assert committed_stacks(out) == ()  # nothing half-written passes as a stack
+    # the window and its dock work again at once
+    assert panel.isEnabled() and not window.busy()
+    qtbot.mouseClick(window.controls.snap, Qt.MouseButton.LeftButton)
+    wait_idle(qtbot, window)
+    assert window.views.camera.displayed_plane() is not None
