@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import shutil
 import threading
@@ -18,6 +19,7 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from acquire.storage.collection import write_collection_index
 from acquire.storage.durable import TEMP_SUFFIX, fsync_dir, replace
 from acquire.storage.errors import DatasetError
 from acquire.storage.journal import Journal
@@ -54,6 +56,7 @@ ORPHANS_NAME = "orphans"
 # or update_manifest(status=...); failures only through record_failure).
 _FIXED_KEYS = frozenset({"format", "format_version", "failures"})
 _DISK_HINT = "Free disk space or fix the folder's permissions, then resume."
+_log = logging.getLogger(__name__)
 
 
 class Dataset:
@@ -230,7 +233,9 @@ class Dataset:
             }
         )
         write_manifest(path, manifest)
-        return cls(path, manifest, committed, writer_lock)
+        dataset = cls(path, manifest, committed, writer_lock)
+        dataset._write_index()  # stacks adopted or moved aside since
+        return dataset
 
     @property
     def path(self) -> Path:
@@ -419,7 +424,21 @@ class Dataset:
                     "be taken again.",
                 ) from exc
             self._committed.add(spec.name)
+            self._write_index()
             return final
+
+    def _write_index(self) -> None:
+        """List the committed stacks in the folder's OME-Zarr collection index."""
+        try:
+            write_collection_index(
+                self._path, (name + STACK_SUFFIX for name in self._committed)
+            )
+        except OSError as exc:
+            # the stack is committed (journaled); only the index is behind, and
+            # the next commit or a resume writes it again
+            _log.warning(
+                "could not update the OME-Zarr index of %s: %s", self._path, exc
+            )
 
 
 def refuse_links(dataset: Path) -> None:

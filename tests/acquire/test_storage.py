@@ -456,12 +456,19 @@ def test_resume_after_simulated_crashes(dataset: Dataset) -> None:
         ".pairscope.lock",
         ".pairscope.owner.json",
         ".staging",
+        "OME",
         "a.ome.zarr",
         "b.ome.zarr",
         "c.ome.zarr",
         "d.ome.zarr",
         "journal.jsonl",
         "manifest.json",
+        "zarr.json",
+    ]
+    # the collection index lists the adopted stacks too
+    index = json.loads((dataset.path / "OME" / "zarr.json").read_text("utf-8"))
+    assert index["attributes"]["ome"]["series"] == [
+        f"{n}.ome.zarr" for n in ("a", "b", "c", "d")
     ]
     staging = dataset.path / ".staging"
     assert list(staging.iterdir()) == []
@@ -826,3 +833,26 @@ def test_channel_colours_follow_the_dye(name: str, n_channels: int, color: str) 
     from acquire.storage.ngff import channel_color
 
     assert channel_color(name, 0, n_channels) == color
+
+
+def test_the_dataset_folder_is_an_ome_zarr_collection_of_its_stacks(
+    dataset: Dataset,
+) -> None:
+    yaozarrs = pytest.importorskip("yaozarrs")
+    root = dataset.path
+    assert not (root / "zarr.json").exists()  # nothing committed: no index
+    names = ["t0000_p0001_g0000", "t0000_p0000_g0000"]
+    for name in names:
+        commit_stack(dataset, name)
+    # the folder validates as OME-Zarr 0.5 (bioformats2raw layout) ...
+    yaozarrs.validate_zarr_store(str(root))
+    group = zarr.open_group(str(root), mode="r")
+    assert group.attrs["ome"]["bioformats2raw.layout"] == 3
+    series = zarr.open_group(str(root / "OME"), mode="r").attrs["ome"]["series"]
+    # ... listing every committed stack, in acquisition order
+    assert series == sorted(n + ".ome.zarr" for n in names)
+    for path in series:
+        image = zarr.open_group(str(root / path), mode="r")
+        assert image.attrs["ome"]["multiscales"][0]["datasets"][0]["path"] == "0"
+    # a journal line is what commits a stack; the index follows it
+    assert set(dataset.committed()) == set(names)
