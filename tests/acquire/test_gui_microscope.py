@@ -497,3 +497,28 @@ def test_a_camera_that_dies_mid_session_is_one_message(
     qtbot.mouseClick(window.controls.snap, Qt.MouseButton.LeftButton)
     wait_idle(qtbot, window)
     assert window.views.camera.displayed_plane() is not None
+
+
+def test_the_shutter_control_opens_and_closes_the_shutter(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    core, panel = window.core, window.microscope
+    assert core is not None and panel is not None
+    shutter = panel.shutter
+    # the scope reports a shutter change from Micro-Manager's callback thread;
+    # the widget sees it once the relay has brought it to the GUI thread
+    reported: list[bool] = []
+    panel.relay.events.shutterOpenChanged.connect(
+        lambda _label, is_open: reported.append(bool(is_open))
+    )
+    qtbot.mouseClick(shutter.autoshutter_checkbox, Qt.MouseButton.LeftButton)
+    assert not core.getAutoShutter()
+    assert shutter.shutter_button.isEnabled()
+    qtbot.mouseClick(shutter.shutter_button, Qt.MouseButton.LeftButton)
+    assert core.getShutterOpen()
+    qtbot.waitUntil(lambda: reported[-1:] == [True], timeout=5000)
+    qtbot.mouseClick(shutter.shutter_button, Qt.MouseButton.LeftButton)
+    assert not core.getShutterOpen()
+    qtbot.waitUntil(lambda: reported[-1:] == [False], timeout=5000)
+    qtbot.mouseClick(shutter.autoshutter_checkbox, Qt.MouseButton.LeftButton)
+    assert core.getAutoShutter()
