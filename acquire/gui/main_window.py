@@ -70,7 +70,7 @@ DEFAULT_HOLDER = Path(
     str(importlib.resources.files("hardware_configs") / "demo_holder.json")
 )
 _STAGE_POLL_MS = 1000
-_DOCK_WIDTH_PX = 400
+_DOCK_WIDTH_PX = 420
 _ERROR_STYLE = "color: #b00020; font-weight: bold;"
 _INFO_STYLE = "color: #205020;"
 

@@ -20,6 +20,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QGroupBox,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -147,6 +148,13 @@ class LiveFeed(QObject):
         self.frame.emit(np.asarray(image), core.getPixelSizeUm())
 
 
+def _scrolling(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    return area
+
+
 class MicroscopePanel(QTabWidget):
     """Tabs of pymmcore-widgets controls on one core.
 
@@ -177,9 +185,11 @@ class MicroscopePanel(QTabWidget):
         self.properties = PropertyBrowser(mmcore=gui_core)
         self.mda = PairscopeMDAWidget(mmcore=gui_core)
         self.addTab(self._camera_tab(), "Camera")
-        self.addTab(self.presets, "Presets")
-        self.addTab(self.properties, "Properties")
-        self.addTab(self.mda, "MDA")
+        # the wide tabs scroll sideways rather than widen the window past a
+        # 1920 px screen
+        self.addTab(_scrolling(self.presets), "Presets")
+        self.addTab(_scrolling(self.properties), "Properties")
+        self.addTab(_scrolling(self.mda), "MDA")
 
     def _camera_tab(self) -> QWidget:
         tab = QWidget()

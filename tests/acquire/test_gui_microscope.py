@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 # before Qt is imported: no screen needed
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -31,7 +36,6 @@ from acquire.storage.reader import committed_stacks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
     from pytestqt.qtbot import QtBot
 
@@ -522,3 +526,52 @@ def test_the_shutter_control_opens_and_closes_the_shutter(
     qtbot.waitUntil(lambda: reported[-1:] == [False], timeout=5000)
     qtbot.mouseClick(shutter.autoshutter_checkbox, Qt.MouseButton.LeftButton)
     assert core.getAutoShutter()
+
+
+@pytest.mark.skipif(
+    shutil.which("xvfb-run") is None,
+    reason="needs Xvfb (Debian's xvfb; .ci/run installs it)",
+)
+def test_the_window_on_a_real_x_server_shows_every_panel(
+    widefield: Path, tmp_path: Path
+) -> None:
+    """An X screen grab (Qt's xcb platform): every panel drawn, a snap shown."""
+    shot_path = tmp_path / "screen.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "xcb"}
+    proc = subprocess.run(
+        [
+            "xvfb-run",
+            "-a",
+            "-s",
+            "-screen 0 2200x1000x24",
+            sys.executable,
+            str(Path(__file__).with_name("xvfb_window.py")),
+            str(widefield),
+            str(shot_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout_s(180),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["platform"] == "xcb"
+    assert report["message"] == ""  # the snap ran without a problem
+    image = QImage(str(shot_path)).convertToFormat(QImage.Format.Format_RGB32)
+    assert not image.isNull()
+    pixels = np.frombuffer(image.constBits(), dtype=np.uint8).reshape(
+        image.height(), image.bytesPerLine() // 4, 4
+    )[:, : image.width(), :3]
+    ratio = report["ratio"]
+    for name, (x, y, w, h) in report["panels"].items():
+        crop = pixels[
+            round(y * ratio) : round((y + h) * ratio),
+            round(x * ratio) : round((x + w) * ratio),
+        ]
+        assert crop.size > 0 and crop.std() > 1, f"{name} is blank on the screen"
+    # the camera view shows the snapped cell: more than its dark background
+    x, y, w, h = report["panels"]["camera view"]
+    camera = pixels[round(y) : round(y + h), round(x) : round(x + w)].mean(axis=2)
+    assert np.percentile(camera, 99.5) > np.median(camera) + 40
