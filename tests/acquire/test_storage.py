@@ -854,5 +854,11 @@ def test_the_dataset_folder_is_an_ome_zarr_collection_of_its_stacks(
     for path in series:
         image = zarr.open_group(str(root / path), mode="r")
         assert image.attrs["ome"]["multiscales"][0]["datasets"][0]["path"] == "0"
+    # and ome-zarr-models (ome-zarr's own metadata models) reads both levels
+    models = pytest.importorskip("ome_zarr_models.v05")
+    collection = models.BioFormats2Raw.from_zarr(zarr.open_group(str(root), mode="r"))
+    assert collection.ome_attributes.bioformats2raw_layout == 3
+    for path in series:
+        models.Image.from_zarr(zarr.open_group(str(root / path), mode="r"))
     # a journal line is what commits a stack; the index follows it
     assert set(dataset.committed()) == set(names)
