@@ -67,6 +67,13 @@ class PairscopeMDAWidget(MDAWidget):
 
     run_requested = Signal(object)
 
+    def __init__(self, *, mmcore: Any, parent: QWidget | None = None) -> None:
+        super().__init__(mmcore=mmcore, parent=parent)
+        # where the stacks go is the window's Output dataset (a pairscope
+        # dataset), not pymmcore-plus' writers: their save settings would
+        # only mislead
+        self.save_info.hide()
+
     def execute_mda(self, output: Any) -> None:
         """Hand the sequence to the window instead of running it here."""
         self.run_requested.emit(self.value())
@@ -99,11 +106,6 @@ class LiveFeed(QObject):
         relay.events.continuousSequenceAcquisitionStarting.connect(self._open_shutter)
         relay.events.continuousSequenceAcquisitionStarted.connect(self._live_started)
         relay.events.sequenceAcquisitionStopped.connect(self._live_stopped)
-
-    @property
-    def running(self) -> bool:
-        """Whether live frames are being taken."""
-        return self._timer.isActive()
 
     def stop(self) -> None:
         """Stop taking live frames."""
