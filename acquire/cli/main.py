@@ -30,6 +30,7 @@ from acquire.cli.common import (
 )
 from acquire.cli.common import handle_errors as _handle_errors
 from acquire.cli.enhance import enhance, evaluate, train
+from acquire.cli.export import export_command
 from acquire.cli.gui import gui
 from acquire.cli.pairs import pairs_app
 from acquire.errors import UserError
@@ -76,6 +77,7 @@ app.command("gui")(gui)
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("enhance")(enhance)
+app.command("export")(export_command)
 app.command("clean")(clean_command)
 
 
