@@ -45,8 +45,8 @@ N_WARM = 5
 SETTLE_S = 0.5
 
 
-def measure(app: Any, win: Any, start: Any) -> dict[str, float]:
-    """Run ``start()`` (which starts an operation) and time the loop's gaps."""
+def _timed(app: Any, run: Any) -> dict[str, float]:
+    """Call ``run()`` with a 10 ms timer on the GUI thread; the longest gap."""
     from PySide6.QtCore import QTimer
 
     ticks: list[float] = []
@@ -55,10 +55,7 @@ def measure(app: Any, win: Any, start: Any) -> dict[str, float]:
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start()
     began = time.perf_counter()
-    start()
-    while win.busy():
-        app.processEvents()
-        time.sleep(0.002)
+    run()
     ended = time.perf_counter()
     timer.stop()
     stamps = [began, *ticks, ended]
@@ -68,32 +65,33 @@ def measure(app: Any, win: Any, start: Any) -> dict[str, float]:
         "stall_ms": round(max(gaps_ms) - TICK_MS, 1),
         "ticks": len(ticks),
     }
+
+
+def _spin(app: Any, until: Any) -> None:
+    while not until():
+        app.processEvents()
+        time.sleep(0.002)
+
+
+def measure(app: Any, win: Any, start: Any) -> dict[str, float]:
+    """Run ``start()`` (which starts an operation) and time the loop's gaps."""
+
+    def run() -> None:
+        start()
+        _spin(app, lambda: not win.busy())
+
+    return _timed(app, run)
 
 
 def measure_action(app: Any, action: Any, settle_s: float) -> dict[str, float]:
     """Run ``action()`` on the GUI thread, then keep the loop going ``settle_s``."""
-    from PySide6.QtCore import QTimer
 
-    ticks: list[float] = []
-    timer = QTimer()
-    timer.setInterval(TICK_MS)
-    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
-    timer.start()
-    began = time.perf_counter()
-    action()
-    deadline = time.perf_counter() + settle_s
-    while time.perf_counter() < deadline:
-        app.processEvents()
-        time.sleep(0.002)
-    ended = time.perf_counter()
-    timer.stop()
-    stamps = [began, *ticks, ended]
-    gaps_ms = [1000.0 * (b - a) for a, b in itertools.pairwise(stamps)]
-    return {
-        "wall_s": round(ended - began, 3),
-        "stall_ms": round(max(gaps_ms) - TICK_MS, 1),
-        "ticks": len(ticks),
-    }
+    def run() -> None:
+        action()
+        deadline = time.perf_counter() + settle_s
+        _spin(app, lambda: time.perf_counter() >= deadline)
+
+    return _timed(app, run)
 
 
 def dock_rows(app: Any, win: Any, folder: Path) -> dict[str, dict[str, Any]]:

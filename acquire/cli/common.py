@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from acquire.config.bundled import resolve_config_path
-from acquire.errors import user_error_types
+from acquire.errors import UserError, user_error_types
 
 __all__ = [
     "AdapterOption",
@@ -69,6 +69,27 @@ def flag(*param_decls: str, **options: Any) -> Any:
     (``--resume true``, refused); a flag takes none.
     """
     return typer.Option(*param_decls, metavar="", **options)
+
+
+def zyx_triple(text: str, option: str, example: str) -> tuple[int, int, int]:
+    """Three positive integers ``z,y,x`` from an option's text.
+
+    Raises
+    ------
+    UserError
+        Anything else, with ``example`` in the hint.
+
+    """
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3 or min(values) < 1:
+        raise UserError(
+            f"{option} {text!r} is not three positive integers",
+            f"Write it as z,y,x, e.g. {option} {example}.",
+        )
+    return (values[0], values[1], values[2])
 
 
 def handle_errors(func: F) -> F:

@@ -37,7 +37,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from acquire.cli.common import console, err_console, flag, handle_errors
+from acquire.cli.common import (
+    console,
+    err_console,
+    flag,
+    handle_errors,
+    zyx_triple,
+)
 from acquire.errors import UserError
 from acquire.paths import check_new_file, check_output_folder
 from acquire.storage.recorded_paths import record_path
@@ -53,19 +59,6 @@ __all__ = ["enhance", "evaluate", "train"]
 DEFAULT_PATCH = ",".join(map(str, RECIPE.patch_shape))
 DEFAULT_COARSE_PATCH = "32,64,64"
 STAGES = ("fine", "coarse")
-
-
-def _triple(text: str, option: str) -> tuple[int, int, int]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise UserError(
-            f"{option} {text!r} is not three positive integers",
-            f"Write it as z,y,x, e.g. {option} {DEFAULT_PATCH}.",
-        )
-    return (values[0], values[1], values[2])
 
 
 def _load_split(
@@ -290,7 +283,7 @@ def train(
                 else base_channels,
                 in_channels=2 if linear_filter else 1,
             ),
-            patch_shape=_triple(patch or DEFAULT_PATCH, "--patch"),
+            patch_shape=zyx_triple(patch or DEFAULT_PATCH, "--patch", DEFAULT_PATCH),
             batch_size=batch_size,
             steps_per_epoch=steps_per_epoch,
             max_epochs=max_epochs,
@@ -446,7 +439,7 @@ def _train_coarse(
     )
     config = CoarseTrainingConfig(
         stage=stage,
-        patch_shape=_triple(patch, "--patch"),
+        patch_shape=zyx_triple(patch, "--patch", DEFAULT_PATCH),
         seed=seed,
         max_duration_s=max_minutes * 60.0,
         **settings,

@@ -7,25 +7,12 @@ from typing import Annotated
 
 import typer
 
-from acquire.cli.common import console, err_console, handle_errors
+from acquire.cli.common import console, err_console, handle_errors, zyx_triple
 from acquire.errors import UserError
 
 __all__ = ["export_command"]
 
 FORMAT_CHOICES = ("all", "torchscript", "onnx")
-
-
-def _shape(text: str) -> tuple[int, int, int]:
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or min(values) < 1:
-        raise UserError(
-            f"--shape {text!r} is not three positive integers",
-            "Write it as z,y,x in voxels of the model's grid, e.g. --shape 41,512,512.",
-        )
-    return (values[0], values[1], values[2])
 
 
 @handle_errors
@@ -58,7 +45,7 @@ def export_command(
             f"--format {fmt!r} is not one of {', '.join(FORMAT_CHOICES)}",
             "Choose one of them.",
         )
-    stack_shape = _shape(shape)
+    stack_shape = zyx_triple(shape, "--shape", "41,512,512")
     if out.exists():
         raise UserError(
             f"export folder {out} already exists",
