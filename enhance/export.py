@@ -16,6 +16,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import shutil
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,14 +160,41 @@ def _write_onnx(module: WholeModel, example: torch.Tensor, path: Path) -> None:
     )
 
 
-def _run_onnx(path: Path, example: torch.Tensor) -> NDArray[np.float32]:
-    import onnxruntime
+_ONNX_CHECK = """
+import sys
+import numpy as np
+import onnxruntime
+session = onnxruntime.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+x = np.load(sys.argv[2])
+np.save(sys.argv[3], session.run(None, {session.get_inputs()[0].name: x})[0])
+"""
 
-    session = onnxruntime.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"]
-    )
-    name = session.get_inputs()[0].name
-    out: NDArray[np.float32] = session.run(None, {name: example.numpy()})[0]
+
+def _run_onnx(path: Path, example: torch.Tensor) -> NDArray[np.float32]:
+    # In a separate process: with torch 2.13 and onnxruntime 1.32, a
+    # TorchScript model loaded after ONNX Runtime ran this graph in the same
+    # process crashed with a corrupted heap (free(): corrupted unsorted
+    # chunks); the caller's process must stay safe to load one.
+    given = path.with_name("check_input.npy")
+    result = path.with_name("check_output.npy")
+    np.save(given, example.numpy())
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _ONNX_CHECK, str(path), str(given), str(result)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            detail = " ".join(done.stderr.split()[-40:]) or f"exit {done.returncode}"
+            raise EnhanceError(
+                f"ONNX Runtime could not run the exported model ({detail})",
+                "check that onnxruntime is installed, or export --format torchscript",
+            )
+        out: NDArray[np.float32] = np.load(result)
+    finally:
+        given.unlink(missing_ok=True)
+        result.unlink(missing_ok=True)
     return out
 
 
@@ -246,8 +275,9 @@ def export_model(
                 )
             files[fmt] = out / FILE_NAMES[fmt]
             differences[fmt] = difference
-        np.save(staging / "test_input.npy", stack)
-        np.save(staging / "test_output.npy", expected[0, 0])
+        # as the model takes and gives them: (batch, channel, z, y, x)
+        np.save(staging / "test_input.npy", example.numpy())
+        np.save(staging / "test_output.npy", expected)
         record: dict[str, Any] = {
             "format": "pairscope-export",
             "format_version": 1,
