@@ -1,9 +1,12 @@
 """``pairscope gui``: a PySide6 window over the acquisition library.
 
-Live and enhanced z-stacks side by side with one z slider, a stage map with
-the fiducial marks, the relocated targets and their predicted errors, and the
-operations (snap, find fiducials, relocate, paired acquisition, live
-enhancement) running on worker threads with a progress bar and a log.
+The microscope's own controls (pymmcore-widgets: live view, exposure,
+objective, channel, shutter, presets, properties, MDA builder; icons shipped,
+so nothing is fetched), live and enhanced z-stacks side by side with one z
+slider, a stage map with the fiducial marks, the relocated targets and their
+predicted errors, and the operations (snap, find fiducials, relocate, paired
+acquisition, live enhancement) running on worker threads with a progress bar
+and a log.
 
 Importing this package sets ``PYMM_SIGNALS_BACKEND=psygnal``: with a Qt
 application running, pymmcore-plus would otherwise give every new core

@@ -1,9 +1,11 @@
-"""The main window: views, stage map, error table, controls, progress and log.
+"""The main window: microscope dock, views, stage map, error table, controls, log.
 
-The window holds one core, loaded once: snaps, the stage position on the map
-and every long operation (fiducials, relocation, paired acquisition, live
-enhancement) use it, the operations on a worker thread. One operation runs at
-a time; its buttons are disabled meanwhile and the window keeps painting.
+The window holds one core, loaded once: the microscope dock's controls
+(`acquire.gui.microscope_panel`), snaps, the stage position on the map and
+every long operation (fiducials, relocation, paired acquisition, live
+enhancement, the MDA builder's run) use it, the operations on a worker
+thread. One operation runs at a time; its buttons and the dock are disabled
+meanwhile and the window keeps painting.
 """
 
 from __future__ import annotations
