@@ -46,11 +46,6 @@ def export_command(
             "Choose one of them.",
         )
     stack_shape = zyx_triple(shape, "--shape", "41,512,512")
-    if out.exists():
-        raise UserError(
-            f"export folder {out} already exists",
-            "Choose a new folder; nothing in it was changed.",
-        )
     checkpoint = load_checkpoint(model)
     formats = EXPORT_FORMATS if fmt == "all" else (fmt,)
     err_console.print(

@@ -398,6 +398,24 @@ class MainWindow(QMainWindow):
             self.microscope.hold_events()
         thread.start()
 
+    def _new_dataset_operation(
+        self, name: str, fields: dict[str, PathField]
+    ) -> tuple[CMMCorePlus, dict[str, Path]] | None:
+        """The core and the fields' paths, or None after saying what is missing.
+
+        ``fields`` holds an "Output dataset" that must not exist yet; the
+        window then shows its stacks as they are committed, beside their
+        partners from a "Confocal dataset" where there is one.
+        """
+        paths = self._require(name, fields)
+        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+            return None
+        if (core := self._open_scope()) is None:
+            return None
+        self._dataset = paths["Output dataset"]
+        self.reader.reset(paths.get("Confocal dataset"))
+        return core, paths
+
     def _open_scope(self) -> CMMCorePlus | None:
         """The window's core, or None after saying that no microscope is open."""
         if self.core is None:
@@ -452,11 +470,10 @@ class MainWindow(QMainWindow):
             "Output dataset": c.out,
             "Database": c.database,
         }
-        paths = self._require("Paired acquisition", fields)
-        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+        ready = self._new_dataset_operation("Paired acquisition", fields)
+        if ready is None:
             return
-        if (core := self._open_scope()) is None:
-            return
+        core, paths = ready
         request = PairedRunRequest(
             session=paths["Session"],
             confocal_dataset=paths["Confocal dataset"],
@@ -464,8 +481,6 @@ class MainWindow(QMainWindow):
             out=paths["Output dataset"],
             database=paths["Database"],
         )
-        self._dataset = request.out
-        self.reader.reset(request.confocal_dataset)
         task = paired_task(core, request)
         self._start("paired acquisition", task, self._paired)
 
@@ -474,29 +489,24 @@ class MainWindow(QMainWindow):
         """Acquire the sequence and enhance every stack as it completes."""
         c = self.controls
         fields = {"Sequence": c.sequence, "Output dataset": c.out, "Model": c.model}
-        paths = self._require("Live enhancement", fields)
-        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+        ready = self._new_dataset_operation("Live enhancement", fields)
+        if ready is None:
             return
-        if (core := self._open_scope()) is None:
-            return
+        core, paths = ready
         out = paths["Output dataset"]
-        self._dataset = out
-        self.reader.reset(None)
         task = live_task(core, paths["Sequence"], self.config, out, paths["Model"])
         self._start("live enhancement", task, self._enhanced_all)
 
     @Slot(object)
     def run_sequence(self, sequence: useq.MDASequence) -> None:
         """Acquire the MDA builder's sequence into the output dataset, crash-safe."""
-        paths = self._require("MDA run", {"Output dataset": self.controls.out})
-        if paths is None or self._refuse_existing(paths["Output dataset"], "dataset"):
+        ready = self._new_dataset_operation(
+            "MDA run", {"Output dataset": self.controls.out}
+        )
+        if ready is None:
             return
-        if (core := self._open_scope()) is None:
-            return
-        out = paths["Output dataset"]
-        self._dataset = out
-        self.reader.reset(None)
-        task = acquisition_task(core, sequence, self.config, out)
+        core, paths = ready
+        task = acquisition_task(core, sequence, self.config, paths["Output dataset"])
         self._start("MDA", task, self._acquired)
 
     # -- results -------------------------------------------------------------

@@ -20,6 +20,7 @@ which keeps every icon the installed pymmcore-widgets and superqt name.
 from __future__ import annotations
 
 import functools
+import getpass
 import hashlib
 import importlib.resources
 import json
@@ -233,7 +234,12 @@ def _size(
 
 
 def _cache_folder() -> Path:
-    folder = Path(tempfile.gettempdir()) / "pairscope-icons"
+    # one per user: on a shared PC another user's folder is not writable
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # no login name (some services, containers)
+        user = "user"
+    folder = Path(tempfile.gettempdir()) / f"pairscope-icons-{user}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 

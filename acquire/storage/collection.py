@@ -9,7 +9,8 @@ stacks under ``series``. A viewer given the dataset folder (napari with
 napari-ome-zarr, or any OME-Zarr reader) then finds every stack; each
 stack's own translation places it on the stage.
 
-The two files are rewritten atomically after every commit; they are an
+``OME/zarr.json`` is rewritten atomically after every commit (the root's
+once); they are an
 index, never the record of what is committed (that is the journal).
 """
 
@@ -63,9 +64,16 @@ def write_collection_index(dataset: Path, stack_folders: Iterable[str]) -> None:
         ome / "zarr.json",
         _group({"ome": {"version": NGFF_VERSION, "series": series}}),
     )
-    write_json_atomic(
-        dataset / "zarr.json",
-        _group(
-            {"ome": {"version": NGFF_VERSION, "bioformats2raw.layout": BF2RAW_LAYOUT}}
-        ),
-    )
+    root = dataset / "zarr.json"
+    if not root.is_file():  # the same every time: written once
+        write_json_atomic(
+            root,
+            _group(
+                {
+                    "ome": {
+                        "version": NGFF_VERSION,
+                        "bioformats2raw.layout": BF2RAW_LAYOUT,
+                    }
+                }
+            ),
+        )
