@@ -47,7 +47,13 @@ if TYPE_CHECKING:
 
     from enhance.unet import UNetConfig
 
-__all__ = ["Enhancer", "PredictionResult", "enhance_stack", "predict_stack"]
+__all__ = [
+    "Enhancer",
+    "PredictionResult",
+    "enhance_stack",
+    "predict_stack",
+    "single_tile_padding",
+]
 
 DEFAULT_CORE_SHAPE = (64, 256, 256)
 """Largest kept (z, y, x) core of an automatic tile (``overlap`` is added).
@@ -150,6 +156,17 @@ def _plan_axis(
     n_tiles = math.ceil((size - core) / step) + 1
     length = (n_tiles - 1) * step + tile
     return _AxisPlan(tile, halo, step, n_tiles, length - size - halo)
+
+
+def single_tile_padding(size: int, halo: int, multiple: int) -> tuple[int, int]:
+    """Voxels padded before and after an axis that one tile covers whole.
+
+    The padding `Enhancer` gives a stack its tile spans entirely: ``halo``
+    in front (reflected), and behind up to the pooling grid's ``multiple``.
+    """
+    whole = _round_up(size + 2 * halo, multiple)
+    plan = _plan_axis(size, whole, halo, 0, multiple, "z")
+    return plan.halo, plan.pad_back
 
 
 class Enhancer:

@@ -43,6 +43,7 @@ __all__ = [
     "TransferFunction",
     "fit_transfer_function",
     "network_input",
+    "padded_shape",
 ]
 
 PAD_FRACTION = 0.25
@@ -52,7 +53,8 @@ _REGULARISATION = 1e-3
 """``lambda`` as a fraction of the median wide-field power per bin."""
 
 
-def _padded_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+def padded_shape(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The FFT grid a ``(z, y, x)`` stack is filtered on (zero-padded, fast sizes)."""
     nz, ny, nx = shape
     return (
         scipy.fft.next_fast_len(nz + max(2, round(PAD_FRACTION * nz)), real=True),
@@ -156,7 +158,7 @@ class TransferFunction:
         if data.ndim != 3:
             raise EnhanceError(f"expected a (z, y, x) stack, got shape {data.shape}")
         mean = float(data.mean())
-        padded = _padded_shape(data.shape)
+        padded = padded_shape(data.shape)
         spectrum = scipy.fft.rfftn(data - mean, s=padded, workers=_FFT_WORKERS)
         spectrum *= self.gains_on(padded, self.voxel_size_um)
         out = scipy.fft.irfftn(spectrum, s=padded, workers=_FFT_WORKERS)
@@ -239,7 +241,7 @@ def fit_transfer_function(
                 f"a pair's stacks differ in shape or are not 3-D: {w_shape} and "
                 f"{np.shape(c)}"
             )
-    largest = _padded_shape(max(shapes, key=lambda s: int(np.prod(s))))
+    largest = padded_shape(max(shapes, key=lambda s: int(np.prod(s))))
     kz_step = 1.0 / (largest[0] * voxel_size_um[0])
     kr_step = 1.0 / (max(largest[1] * voxel_size_um[1], largest[2] * voxel_size_um[2]))
     kz_max = 0.5 / voxel_size_um[0]
@@ -254,7 +256,7 @@ def fit_transfer_function(
         c32 = np.asarray(c, dtype=np.float32)
         mean_cross += float(w32.mean()) * float(c32.mean())
         mean_power += float(w32.mean()) ** 2
-        padded = _padded_shape(w32.shape)
+        padded = padded_shape(w32.shape)
         fw = scipy.fft.rfftn(w32 - w32.mean(), s=padded, workers=_FFT_WORKERS)
         fc = scipy.fft.rfftn(c32 - c32.mean(), s=padded, workers=_FFT_WORKERS)
         kz, kr = _frequencies(padded, voxel_size_um)

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from enhance.errors import EnhanceError
-from enhance.predict import _plan_axis
-from enhance.transfer import _padded_shape
+from enhance.predict import single_tile_padding
+from enhance.transfer import padded_shape
 
 if TYPE_CHECKING:
     from enhance.checkpoint import Checkpoint
@@ -66,17 +66,20 @@ class _PaddedNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.network = network
-        halos = config.receptive_radius
-        plans = [
-            _plan_axis(size, 10**9, halo, 0, multiple, axis)
-            for size, halo, multiple, axis in zip(
-                shape, halos, config.shape_multiple, "zyx", strict=True
+        pads = [
+            single_tile_padding(size, halo, multiple)
+            for size, halo, multiple in zip(
+                shape, config.receptive_radius, config.shape_multiple, strict=True
             )
         ]
-        self.register_buffer("index_z", _reflect_indices(shape[0], *_pads(plans[0])))
-        self.register_buffer("index_y", _reflect_indices(shape[1], *_pads(plans[1])))
-        self.register_buffer("index_x", _reflect_indices(shape[2], *_pads(plans[2])))
-        self.halo = (plans[0].halo, plans[1].halo, plans[2].halo)
+        z, y, x = (
+            _reflect_indices(size, front, back)
+            for size, (front, back) in zip(shape, pads, strict=True)
+        )
+        self.register_buffer("index_z", z)
+        self.register_buffer("index_y", y)
+        self.register_buffer("index_x", x)
+        self.halo = (pads[0][0], pads[1][0], pads[2][0])
         self.shape = shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -88,10 +91,6 @@ class _PaddedNetwork(nn.Module):
         hz, hy, hx = self.halo
         nz, ny, nx = self.shape
         return out[:, :1, hz : hz + nz, hy : hy + ny, hx : hx + nx]
-
-
-def _pads(plan: object) -> tuple[int, int]:
-    return int(plan.halo), int(plan.pad_back)  # type: ignore[attr-defined]
 
 
 class WholeModel(nn.Module):
@@ -111,7 +110,7 @@ class WholeModel(nn.Module):
 
     """
 
-    gains: torch.Tensor
+    gains: torch.Tensor | None
     edge_z: torch.Tensor
     edge_y: torch.Tensor
     edge_x: torch.Tensor
@@ -132,9 +131,11 @@ class WholeModel(nn.Module):
         self.quantiles = (norm.low_percentile / 100.0, norm.high_percentile / 100.0)
         self.min_range = float(norm.min_range)
         transfer = checkpoint.transfer
-        self.has_transfer = transfer is not None
+        self.register_buffer("gains", None)  # a model without the filter
+        self.padded = (1, 1, 1)
+        self.dc_gain = 0.0
         if transfer is not None:
-            padded = _padded_shape(self.shape)
+            padded = padded_shape(self.shape)
             gains = torch.from_numpy(
                 np.ascontiguousarray(
                     transfer.gains_on(padded, transfer.voxel_size_um),
@@ -144,10 +145,6 @@ class WholeModel(nn.Module):
             self.register_buffer("gains", gains)
             self.padded = padded
             self.dc_gain = transfer.dc_gain()
-        else:
-            self.register_buffer("gains", torch.zeros(1, dtype=torch.complex128))
-            self.padded = (1, 1, 1)
-            self.dc_gain = 0.0
         fine = checkpoint.build_model("cpu").eval()
         self.fine = _PaddedNetwork(fine, checkpoint.unet, self.shape)
         coarse = checkpoint.coarse
@@ -180,6 +177,7 @@ class WholeModel(nn.Module):
         data = normalised.double()
         mean = data.mean()
         spectrum = torch.fft.rfftn(data - mean, s=self.padded)
+        assert self.gains is not None  # only called for a model with a filter
         out = torch.fft.irfftn(spectrum * self.gains, s=self.padded)
         nz, ny, nx = self.shape
         filtered: torch.Tensor = (out[:nz, :ny, :nx] + mean * self.dc_gain).float()
@@ -217,7 +215,7 @@ class WholeModel(nn.Module):
         low = levels[0]
         span = torch.clamp(levels[1] - low, min=self.min_range)
         normalised = (raw - low) / span
-        if self.has_transfer:
+        if self.gains is not None:
             channels = torch.stack([normalised, self._filtered(normalised)])
         else:
             channels = normalised[None]
